@@ -15,7 +15,7 @@ import (
 
 // SQLite lock byte offsets in the database file (see SQLite's os.h).
 const (
-	PendingByte  = 0x40000000     // PENDING lock byte; its page is never used (the lock page)
+	PendingByte  = 0x40000000      // PENDING lock byte; its page is never used (the lock page)
 	ReservedByte = PendingByte + 1 // RESERVED lock byte
 	SharedFirst  = PendingByte + 2 // first byte of the SHARED range
 	SharedSize   = 510             // size of the SHARED range
