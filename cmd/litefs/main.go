@@ -3,11 +3,72 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
+// Version and Commit are set at build time with -ldflags.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// usageError is an error in the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// exitError carries a subprocess's exit code out of a command.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+const usage = `litefs: replicated SQLite through a FUSE mount
+
+Usage:
+  litefs mount [-config PATH] [-no-expand-env] [-- CMD ARGS...]
+  litefs version
+
+Run "litefs COMMAND -h" for a command's flags.`
+
 func main() {
-	fmt.Fprintln(os.Stderr, "litefs: not yet implemented")
-	os.Exit(1)
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout)
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "litefs: %s\n\n%s\n", ue.msg, usage)
+		return 2
+	}
+	fmt.Fprintf(stderr, "litefs: %s\n", err)
+	return 1
+}
+
+func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return &usageError{msg: "no command given"}
+	}
+	switch args[0] {
+	case "mount":
+		return runMount(ctx, args[1:])
+	case "version":
+		fmt.Fprintf(stdout, "litefs %s (commit %s)\n", Version, Commit)
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return &usageError{msg: fmt.Sprintf("unknown command %q", args[0])}
 }

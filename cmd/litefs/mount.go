@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/litefs/litefs"
+	"github.com/litefs/litefs/fuse"
+)
+
+// mountFlags are the command-line options of "litefs mount".
+type mountFlags struct {
+	configPath  string
+	noExpandEnv bool
+	cmd         []string // after "--": replaces the config's exec list
+}
+
+func parseMountFlags(args []string) (*mountFlags, error) {
+	var mf mountFlags
+	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fs.StringVar(&mf.configPath, "config", "", "path to litefs.yml (default: ./litefs.yml, ~/litefs.yml, /etc/litefs.yml)")
+	fs.BoolVar(&mf.noExpandEnv, "no-expand-env", false, "do not expand environment variables in the config")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, &usageError{msg: "mount: help requested"}
+		}
+		return nil, &usageError{msg: "mount: " + err.Error()}
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	mf.cmd = rest
+	return &mf, nil
+}
+
+// loadMountConfig finds, loads and validates the configuration.
+func loadMountConfig(mf *mountFlags) (*Config, error) {
+	path, err := FindConfig(mf.configPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := LoadConfig(path, !mf.noExpandEnv)
+	if err != nil {
+		return nil, err
+	}
+	if len(mf.cmd) > 0 {
+		cfg.Exec = ExecConfigs{{Cmd: strings.Join(mf.cmd, " ")}}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	if cfg.Lease.Type != "static" {
+		return nil, fmt.Errorf("config %s: lease.type %q is not available in this version: use static", path, cfg.Lease.Type)
+	}
+	if !cfg.Lease.Candidate {
+		return nil, fmt.Errorf("config %s: replicas (lease.candidate: false) are not available in this version", path)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the daemon's logger from the log section.
+func newLogger(c LogConfig) *slog.Logger {
+	level := slog.LevelInfo
+	if c.Debug {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if !c.Timestamp {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// runMount is "litefs mount": open the store, mount, serve until a signal.
+func runMount(ctx context.Context, args []string) error {
+	mf, err := parseMountFlags(args)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadMountConfig(mf)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	store, err := litefs.OpenStore(ctx, litefs.StoreOptions{
+		Dir:               cfg.Data.Dir,
+		StrictVerify:      cfg.StrictVerify,
+		SkipSync:          cfg.SkipSync,
+		Retention:         cfg.Data.Retention,
+		RetentionInterval: cfg.Data.RetentionMonitorInterval,
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	go store.RunRetention(ctx)
+
+	if err := os.MkdirAll(cfg.FUSE.Dir, 0o755); err != nil {
+		return fmt.Errorf("create fuse.dir: %w", err)
+	}
+	if err := fuse.CleanStaleMount(cfg.FUSE.Dir); err != nil {
+		return fmt.Errorf("clean up stale mount at %s: %w", cfg.FUSE.Dir, err)
+	}
+	return serveMount(ctx, stop, cfg, store, log)
+}
+
+// serveMount mounts the filesystem, runs the exec commands once it is
+// ready, and returns when the mount ends (signal, unmount or exec exit).
+func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+	fsys := fuse.NewFS(store, log)
+	ready := make(chan struct{})
+	mounted := make(chan error, 1)
+	go func() {
+		mounted <- fsys.Mount(ctx, cfg.FUSE.Dir, fuse.Options{AllowOther: cfg.FUSE.AllowOther, Debug: cfg.FUSE.Debug}, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-mounted:
+		return err
+	}
+	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", "primary")
+
+	var execErr error
+	if len(cfg.Exec) > 0 {
+		execErr = runExec(ctx, cfg.Exec, log)
+		stop()
+	}
+	err := <-mounted
+	log.Info("unmounted", "dir", cfg.FUSE.Dir)
+	if execErr != nil {
+		return execErr
+	}
+	return err
+}

@@ -1,0 +1,152 @@
+package litefs
+
+import (
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/superfly/ltx"
+)
+
+// commitWAL turns every WAL transaction committed since the cursor into an
+// LTX file. It is idempotent: with nothing new in the WAL it does nothing.
+// db.mu is held.
+func (db *DB) commitWAL() error {
+	f := db.file(FileWAL)
+	if f == nil {
+		return nil
+	}
+	var hb [WALHeaderSize]byte
+	if n, err := f.ReadAt(hb[:], 0); n < WALHeaderSize {
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read wal header of %s: %w", db.name, err)
+		}
+		db.wal = walCursor{} // empty or truncated WAL: nothing to commit
+		return nil
+	}
+	hdr, err := ParseWALHeader(hb[:])
+	if err != nil {
+		db.wal = walCursor{}
+		return nil // not yet a valid WAL (header being written)
+	}
+
+	var r *WALReader
+	if db.wal.valid && db.wal.salt1 == hdr.Salt1 && db.wal.salt2 == hdr.Salt2 {
+		r = ResumeWALReader(f, hdr, db.wal.off, db.wal.s1, db.wal.s2)
+	} else {
+		r = NewWALReader(f, hdr)
+	}
+	for {
+		c, ok, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("read wal of %s: %w", db.name, err)
+		} else if !ok {
+			return nil
+		}
+		// Advance the cursor first: strict verification reads the WAL up to it.
+		prev := db.wal
+		s1, s2 := r.Checksums()
+		db.wal = walCursor{valid: true, salt1: hdr.Salt1, salt2: hdr.Salt2, off: r.Offset(), s1: s1, s2: s2}
+		if err := db.commitTx(db.walTx(f, hdr, c), false); err != nil {
+			db.wal = prev
+			return err
+		}
+	}
+}
+
+// walTx describes one committed WAL transaction. Pages not in the
+// transaction (only needed for a full commit) come from the database file.
+func (db *DB) walTx(wal io.ReaderAt, hdr WALHeader, c WALCommit) *tx {
+	pgnos := make([]uint32, 0, len(c.Pages))
+	for pgno := range c.Pages {
+		pgnos = append(pgnos, pgno)
+	}
+	slices.Sort(pgnos)
+	dbf := db.file(FileDatabase)
+	return &tx{
+		pageSize: hdr.PageSize,
+		commit:   c.Commit,
+		pgnos:    pgnos,
+		read: func(pgno uint32, buf []byte) error {
+			if off, ok := c.Pages[pgno]; ok {
+				_, err := wal.ReadAt(buf, off)
+				return err
+			}
+			clear(buf)
+			if dbf == nil {
+				return nil
+			}
+			n, err := dbf.ReadAt(buf, int64(pgno-1)*int64(hdr.PageSize))
+			if err != nil && err != io.EOF {
+				return err
+			}
+			clear(buf[n:])
+			return nil
+		},
+		walOffset: c.Offset,
+		walSize:   c.End - c.Offset,
+		salt1:     hdr.Salt1,
+		salt2:     hdr.Salt2,
+	}
+}
+
+// logicalChecksum computes the database checksum from the files on disk:
+// the database file with every committed WAL frame up to the cursor laid
+// over it. It costs O(database size); strict-verify and recovery use it.
+func (db *DB) logicalChecksum() (ltx.Checksum, error) {
+	dbf := db.file(FileDatabase)
+	var sums pageChecksums
+	if dbf != nil {
+		fi, err := dbf.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("stat: %w", err)
+		}
+		if err := sums.Load(dbf, fi.Size(), db.pageSize, nil); err != nil {
+			return 0, err
+		}
+	}
+	wal := db.file(FileWAL)
+	if wal == nil || !db.wal.valid {
+		return sums.Checksum(), nil
+	}
+	var hb [WALHeaderSize]byte
+	if _, err := wal.ReadAt(hb[:], 0); err != nil {
+		return 0, fmt.Errorf("read wal header: %w", err)
+	}
+	hdr, err := ParseWALHeader(hb[:])
+	if err != nil {
+		return 0, fmt.Errorf("parse wal header: %w", err)
+	}
+	if sums.pageSize == 0 {
+		sums.Reset(hdr.PageSize)
+	}
+	buf := make([]byte, hdr.PageSize)
+	r := NewWALReader(wal, hdr)
+	for r.Offset() < db.wal.off {
+		c, ok, err := r.Next()
+		if err != nil {
+			return 0, fmt.Errorf("read wal: %w", err)
+		} else if !ok {
+			break
+		}
+		if err := overlayWALCommit(&sums, wal, c, buf); err != nil {
+			return 0, err
+		}
+	}
+	return sums.Checksum(), nil
+}
+
+// overlayWALCommit applies one WAL transaction's pages to a checksum cache.
+func overlayWALCommit(sums *pageChecksums, wal io.ReaderAt, c WALCommit, buf []byte) error {
+	sums.Truncate(c.Commit)
+	for pgno, off := range c.Pages {
+		if pgno > c.Commit {
+			continue
+		}
+		if _, err := wal.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read wal page %d: %w", pgno, err)
+		}
+		sums.Set(pgno, PageChecksum(pgno, buf))
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package litefs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// This file holds the file operations the FUSE layer calls on a database's
+// files. Each one keeps the commit state in step with what SQLite does:
+//
+//   - rollback-journal mode: a transaction is the set of database pages
+//     written while the journal is hot; it commits when the journal stops
+//     being hot (deleted, truncated to zero, or its header zeroed). The LTX
+//     file is written BEFORE that journal operation is performed, so a crash
+//     in between leaves a hot journal whose rollback recovery can undo or
+//     the LTX can redo.
+//   - writes without any journal (journal_mode=OFF/MEMORY, VACUUM INTO's
+//     output, foreign writers) commit when the writer gives up its write
+//     lock or closes the file.
+//   - WAL mode: a transaction is a run of WAL frames ending in a commit
+//     frame; it commits when the WAL write lock is released or the WAL is
+//     fsynced, whichever comes first.
+
+// Create creates the backing file of kind if it does not exist.
+func (db *DB) Create(kind FileKind) error {
+	if kind == FileLock {
+		return nil
+	}
+	return db.openFile(kind, true)
+}
+
+// WriteAt writes p at off into the backing file of kind.
+func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
+	switch kind {
+	case FileDatabase:
+		return db.writeDatabase(p, off)
+	case FileJournal:
+		return db.writeJournal(p, off)
+	case FileLock:
+		return 0, fmt.Errorf("%s%s: %w", db.name, SuffixLock, errNotWritable)
+	}
+	f := db.file(kind)
+	if f == nil {
+		return 0, os.ErrNotExist
+	}
+	return f.WriteAt(p, off)
+}
+
+// errNotWritable is returned for writes to files that take none.
+var errNotWritable = errors.New("file is not writable")
+
+func (db *DB) writeDatabase(p []byte, off int64) (int, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	f := db.file(FileDatabase)
+	if f == nil {
+		return 0, os.ErrNotExist
+	}
+	n, err := f.WriteAt(p, off)
+	if n > 0 && !db.walMode() {
+		db.markDirty(off, n)
+	}
+	return n, err
+}
+
+func (db *DB) writeJournal(p []byte, off int64) (int, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	f := db.file(FileJournal)
+	if f == nil {
+		return 0, os.ErrNotExist
+	}
+	if off == 0 && len(p) >= len(JournalMagic) {
+		hot := bytes.Equal(p[:len(JournalMagic)], JournalMagic)
+		if db.journalHot && !hot {
+			// Header zeroed (PERSIST mode, exclusive locking mode): commit point.
+			if err := db.commitRollback(); err != nil {
+				return 0, err
+			}
+		}
+		db.journalHot = hot
+	}
+	return f.WriteAt(p, off)
+}
+
+// Truncate changes the size of the backing file of kind.
+func (db *DB) Truncate(kind FileKind, size int64) error {
+	if kind == FileLock {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	f := db.file(kind)
+	if f == nil {
+		return os.ErrNotExist
+	}
+	switch kind {
+	case FileDatabase:
+		if !db.walMode() {
+			db.sizeDirty = true
+		}
+	case FileJournal:
+		if size == 0 && db.journalHot {
+			if err := db.commitRollback(); err != nil {
+				return err
+			}
+			db.journalHot = false
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("truncate %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
+// Sync makes the backing file of kind durable. Every LTX file written so far
+// is made durable first, so history is never behind SQLite's own data.
+func (db *DB) Sync(kind FileKind) error {
+	if kind == FileLock {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if kind == FileWAL {
+		if err := db.commitWAL(); err != nil {
+			return err
+		}
+	}
+	if err := db.syncLTX(); err != nil {
+		return err
+	}
+	f := db.file(kind)
+	if f == nil || db.opts.SkipSync {
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
+// Remove deletes the backing file of a side file kind (journal, WAL, SHM).
+func (db *DB) Remove(kind FileKind) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	switch kind {
+	case FileJournal:
+		if db.journalHot {
+			if err := db.commitRollback(); err != nil {
+				return err
+			}
+			db.journalHot = false
+		}
+	case FileWAL:
+		if err := db.commitWAL(); err != nil {
+			return err
+		}
+		db.wal = walCursor{}
+	case FileDatabase, FileLock:
+		return fmt.Errorf("remove %s %s: not a side file", db.name, kind)
+	}
+	db.closeFile(kind)
+	if err := os.Remove(db.path(kind)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
+// AfterUnlock is called by the FUSE layer after locks on kind were released
+// (explicit unlock, close or process exit). It commits a transaction whose
+// writer has finished: a WAL transaction when nobody holds the WAL write lock,
+// a journal-less write when nobody holds RESERVED.
+func (db *DB) AfterUnlock(kind FileKind) error {
+	switch kind {
+	case FileSHM:
+		if db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
+			return nil
+		}
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return db.commitWAL()
+	case FileDatabase:
+		return db.commitUnjournaled()
+	}
+	return nil
+}
+
+// commitUnjournaled commits database pages written without a hot journal,
+// once no connection holds the RESERVED lock.
+func (db *DB) commitUnjournaled() error {
+	if db.locks[FileDatabase].Held(LockWrite, ReservedByte, ReservedByte) {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.journalHot || db.walMode() || (len(db.dirty) == 0 && !db.sizeDirty && !db.forceFull) {
+		return nil
+	}
+	return db.commitRollback()
+}
+
+// HandleClosed is called when an open file description of kind is released.
+func (db *DB) HandleClosed(kind FileKind) error {
+	if kind == FileDatabase {
+		return db.commitUnjournaled()
+	}
+	return nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -1,0 +1,146 @@
+package fuse
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"bazil.org/fuse"
+	"bazil.org/fuse/fs"
+	"github.com/litefs/litefs"
+)
+
+// fileNode is a database file or one of its side files (journal, WAL, SHM,
+// lock). It holds no data: every call goes to the DB.
+type fileNode struct {
+	fs   *FS
+	db   *litefs.DB
+	kind litefs.FileKind
+}
+
+var (
+	_ fs.NodeOpener     = (*fileNode)(nil)
+	_ fs.NodeSetattrer  = (*fileNode)(nil)
+	_ fs.NodeFsyncer    = (*fileNode)(nil)
+	_ fs.HandleReader   = (*fileHandle)(nil)
+	_ fs.HandleWriter   = (*fileHandle)(nil)
+	_ fs.HandleFlusher  = (*fileHandle)(nil)
+	_ fs.HandleReleaser = (*fileHandle)(nil)
+	_ fs.HandleLocker   = (*fileHandle)(nil)
+)
+
+// Attr reports the backing file's size. The lock file is empty.
+func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
+	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
+		return syscall.ENOENT
+	}
+	size, err := n.db.Size(n.kind)
+	if err != nil {
+		return n.fs.errno("getattr", err)
+	}
+	a.Mode = 0o644
+	a.Size = uint64(size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = 1
+	a.Valid = attrValid
+	return nil
+}
+
+// Open returns a handle on the file. Database pages stay in the kernel's
+// page cache between opens: every change to them passes through here.
+func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fs.Handle, error) {
+	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
+		return nil, syscall.ENOENT
+	}
+	if req.Flags&fuse.OpenTruncate != 0 && n.kind != litefs.FileLock {
+		if err := n.db.Truncate(n.kind, 0); err != nil {
+			return nil, n.fs.errno("open", err)
+		}
+	}
+	resp.Flags |= fuse.OpenKeepCache
+	return &fileHandle{node: n}, nil
+}
+
+// Setattr applies a size change; other attributes are fixed.
+func (n *fileNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if req.Valid.Size() {
+		if n.kind == litefs.FileLock {
+			return syscall.EPERM
+		}
+		if err := n.db.Truncate(n.kind, int64(req.Size)); err != nil {
+			return n.fs.errno("truncate", err)
+		}
+	}
+	return n.Attr(ctx, &resp.Attr)
+}
+
+// Fsync makes the file durable (and, first, the history behind it).
+func (n *fileNode) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	return n.fs.errno("fsync", n.db.Sync(n.kind))
+}
+
+// fileHandle is one open file description of a fileNode.
+type fileHandle struct{ node *fileNode }
+
+// Read reads from the backing file; the lock file reads as empty.
+func (h *fileHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	if h.node.kind == litefs.FileLock {
+		return nil
+	}
+	buf := resp.Data[:req.Size]
+	n, err := h.node.db.ReadAt(h.node.kind, buf, req.Offset)
+	resp.Data = buf[:n]
+	return h.node.fs.errno("read", err)
+}
+
+// Write writes to the backing file.
+func (h *fileHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	if h.node.kind == litefs.FileLock {
+		h.node.fs.log.Warn("refused write to a lock file", "db", h.node.db.Name())
+		return syscall.EBADF
+	}
+	n, err := h.node.db.WriteAt(h.node.kind, req.Data, req.Offset)
+	resp.Size = n
+	if os.IsNotExist(err) {
+		return syscall.ENOENT
+	}
+	return h.node.fs.errno("write", err)
+}
+
+// Flush is a close(2) of one descriptor: POSIX locks of the closing process go.
+func (h *fileHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	h.node.db.Locks(h.node.kind).ReleaseOwner(uint64(req.LockOwner))
+	return h.node.fs.errno("flush", h.node.db.AfterUnlock(h.node.kind))
+}
+
+// Release is the last close of the file description: its OFD locks go.
+func (h *fileHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	h.node.db.Locks(h.node.kind).ReleaseHandle(uint64(req.Handle))
+	if err := h.node.db.AfterUnlock(h.node.kind); err != nil {
+		return h.node.fs.errno("release", err)
+	}
+	return h.node.fs.errno("release", h.node.db.HandleClosed(h.node.kind))
+}
+
+// Lock implements F_SETLK.
+func (h *fileHandle) Lock(ctx context.Context, req *fuse.LockRequest) error {
+	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), req, false, nil)
+}
+
+// LockWait implements F_SETLKW.
+func (h *fileHandle) LockWait(ctx context.Context, req *fuse.LockWaitRequest) error {
+	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), (*fuse.LockRequest)(req), true, nil)
+}
+
+// Unlock implements F_UNLCK and then lets the DB commit a finished writer.
+func (h *fileHandle) Unlock(ctx context.Context, req *fuse.UnlockRequest) error {
+	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), (*fuse.LockRequest)(req), false, func() error {
+		return h.node.db.AfterUnlock(h.node.kind)
+	})
+}
+
+// QueryLock implements F_GETLK.
+func (h *fileHandle) QueryLock(ctx context.Context, req *fuse.QueryLockRequest, resp *fuse.QueryLockResponse) error {
+	queryLock(h.node.db.Locks(h.node.kind), req, resp)
+	return nil
+}

@@ -1,0 +1,71 @@
+package fuse
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+
+	"bazil.org/fuse"
+	"bazil.org/fuse/fs"
+)
+
+// textNode is a read-only virtual file whose content is computed at each
+// read (NAME-pos, .lag, .primary). It is opened with direct I/O so the kernel
+// never serves a stale copy.
+type textNode struct {
+	fs   *FS
+	name string
+	text func() string
+}
+
+// Attr reports the current text's size.
+func (n *textNode) Attr(ctx context.Context, a *fuse.Attr) error {
+	a.Mode = 0o444
+	a.Size = uint64(len(n.text()))
+	a.Nlink = 1
+	return nil
+}
+
+// Open returns a handle reading the text.
+func (n *textNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fs.Handle, error) {
+	if !req.Flags.IsReadOnly() {
+		n.fs.log.Warn("refused write open of a read-only file", "name", n.name)
+		return nil, syscall.EACCES
+	}
+	resp.Flags |= fuse.OpenDirectIO
+	return n, nil
+}
+
+// Read returns part of the current text.
+func (n *textNode) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	text := n.text()
+	if req.Offset >= int64(len(text)) {
+		return nil
+	}
+	end := min(int64(len(text)), req.Offset+int64(req.Size))
+	resp.Data = []byte(text[req.Offset:end])
+	return nil
+}
+
+// posText returns the NAME-pos text of a database.
+func (f *FS) posText(name string) func() string {
+	return func() string {
+		db := f.store.DB(name)
+		if db == nil {
+			return ""
+		}
+		pos := db.Pos()
+		return fmt.Sprintf("%016x/%016x\n", uint64(pos.TXID), uint64(pos.PostApplyChecksum))
+	}
+}
+
+// lagText returns the .lag text, milliseconds behind the primary. This node
+// is the primary (static lease), so it is never behind.
+func (f *FS) lagText() string { return fmt.Sprintf("%+011d\n", 0) }
+
+// primaryFileText returns the .primary text; empty means "this is the primary".
+func (f *FS) primaryFileText() string { return f.primaryText() }
+
+// primaryText returns the primary's hostname and a newline on a replica, and
+// "" on the primary.
+func (f *FS) primaryText() string { return "" }

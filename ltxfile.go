@@ -1,0 +1,155 @@
+package litefs
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/superfly/ltx"
+)
+
+// ltxPage is one page of a transaction being encoded.
+type ltxPage struct {
+	pgno uint32
+	data []byte
+}
+
+// encodeLTX writes an LTX file with the given header, pages (ascending page
+// numbers, lock page excluded) and post-apply checksum into buf.
+func encodeLTX(buf *bytes.Buffer, hdr ltx.Header, pages []ltxPage, post ltx.Checksum) error {
+	buf.Reset()
+	enc, err := ltx.NewEncoder(buf)
+	if err != nil {
+		return fmt.Errorf("new ltx encoder: %w", err)
+	}
+	if err := enc.EncodeHeader(hdr); err != nil {
+		return fmt.Errorf("encode ltx header: %w", err)
+	}
+	for _, p := range pages {
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.pgno}, p.data); err != nil {
+			return fmt.Errorf("encode ltx page %d: %w", p.pgno, err)
+		}
+	}
+	enc.SetPostApplyChecksum(post)
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("close ltx encoder: %w", err)
+	}
+	return nil
+}
+
+// ltxFileName returns the file name of the LTX file covering [min, max].
+func ltxFileName(min, max ltx.TXID) string { return ltx.FormatFilename(min, max) }
+
+// writeFileAtomic writes data to dir/name through a temporary file and a
+// rename, so the name never holds a partial file. With sync it fsyncs the file
+// before the rename and the directory after it.
+func writeFileAtomic(dir, name string, data []byte, sync bool) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("fsync %s: %w", tmp, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	if sync {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so that renames and removals in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ltxRange is the TXID range of one LTX file in a database's history.
+type ltxRange struct{ min, max ltx.TXID }
+
+// listLTX returns the LTX files in dir sorted by TXID, and removes leftover
+// temporary files from an interrupted write.
+func listLTX(dir string) ([]ltxRange, error) {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read ltx dir: %w", err)
+	}
+	var out []ltxRange
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
+		min, max, err := ltx.ParseFilename(e.Name())
+		if err != nil {
+			continue // not ours; leave it alone
+		}
+		out = append(out, ltxRange{min, max})
+	}
+	slices.SortFunc(out, func(a, b ltxRange) int { return cmp.Compare(a.min, b.min) })
+	return out, nil
+}
+
+// readLTXFile decodes and verifies a whole LTX file, calling fn for each page.
+func readLTXFile(path string, fn func(hdr ltx.Header, pgno uint32, data []byte) error) (ltx.Header, ltx.Trailer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("open ltx: %w", err)
+	}
+	defer f.Close()
+	return decodeLTX(f, fn)
+}
+
+// decodeLTX decodes and verifies an LTX stream, calling fn (if not nil) for each page.
+func decodeLTX(r io.Reader, fn func(hdr ltx.Header, pgno uint32, data []byte) error) (ltx.Header, ltx.Trailer, error) {
+	dec := ltx.NewDecoder(r)
+	if err := dec.DecodeHeader(); err != nil {
+		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("decode ltx header: %w", err)
+	}
+	hdr := dec.Header()
+	data := make([]byte, hdr.PageSize)
+	for {
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, data); err == io.EOF {
+			break
+		} else if err != nil {
+			return hdr, ltx.Trailer{}, fmt.Errorf("decode ltx page: %w", err)
+		}
+		if fn != nil {
+			if err := fn(hdr, ph.Pgno, data); err != nil {
+				return hdr, ltx.Trailer{}, err
+			}
+		}
+	}
+	if err := dec.Close(); err != nil {
+		return hdr, ltx.Trailer{}, fmt.Errorf("verify ltx: %w", err)
+	}
+	return hdr, dec.Trailer(), nil
+}
