@@ -1,17 +1,13 @@
 package litefs
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/superfly/ltx"
-	"golang.org/x/sys/unix"
 )
 
 // tx describes one committed write transaction, whatever journal mode it
@@ -30,11 +26,11 @@ type tx struct {
 
 // commitTx writes the LTX file for t and advances the position. Pages whose
 // content did not change are left out; a transaction that changes nothing
-// writes nothing. With sync the LTX file is durable on return. db.mu is held.
+// writes nothing. mode says how the LTX file reaches the disk. db.mu is held.
 //
 // Invariant kept: db.sums describes exactly the pages of the last LTX's
 // post-apply state, and db.pos.PostApplyChecksum == db.sums.Checksum().
-func (db *DB) commitTx(t *tx, sync bool) error {
+func (db *DB) commitTx(t *tx, mode writeMode) error {
 	txid := db.pos.TXID + 1
 	if txid == 1 || t.pageSize != db.pageSize {
 		t.full = true
@@ -55,19 +51,12 @@ func (db *DB) commitTx(t *tx, sync bool) error {
 		hdr.PreApplyChecksum = db.pos.PostApplyChecksum
 	}
 
-	tmp := filepath.Join(db.LTXDir(), ltxFileName(txid, txid)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := db.newLTXOut(txid, t)
 	if err != nil {
-		return fmt.Errorf("create ltx for %s: %w", db.name, err)
+		return err
 	}
-	defer func() {
-		if f != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	w := bufio.NewWriterSize(f, 64<<10)
-	enc, err := ltx.NewEncoder(w)
+	defer out.abort()
+	enc, err := ltx.NewEncoder(out.writer())
 	if err != nil {
 		return fmt.Errorf("ltx encoder: %w", err)
 	} else if err := enc.EncodeHeader(hdr); err != nil {
@@ -86,13 +75,10 @@ func (db *DB) commitTx(t *tx, sync bool) error {
 	enc.SetPostApplyChecksum(post)
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("finish ltx for %s: %w", db.name, err)
-	} else if err := w.Flush(); err != nil {
-		return fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
-	if err := db.finishLTXFile(f, tmp, txid, sync); err != nil {
+	if err := db.storeLTX(out, txid, mode); err != nil {
 		return err
 	}
-	f = nil
 
 	db.applyCommit(t, changes, sums, ltx.Pos{TXID: txid, PostApplyChecksum: post})
 	return db.afterCommit()
@@ -168,28 +154,6 @@ func (db *DB) encodePage(enc *ltx.Encoder, t *tx, pgno uint32, buf []byte) error
 	return nil
 }
 
-// finishLTXFile closes the temporary LTX file and renames it into place.
-func (db *DB) finishLTXFile(f *os.File, tmp string, txid ltx.TXID, sync bool) error {
-	sync = sync && !db.opts.SkipSync
-	if sync {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("fsync ltx for %s: %w", db.name, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close ltx for %s: %w", db.name, err)
-	}
-	path := filepath.Join(db.LTXDir(), ltxFileName(txid, txid))
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename ltx for %s: %w", db.name, err)
-	}
-	if sync {
-		return db.syncLTX() // also makes the rename durable
-	}
-	db.unsynced = append(db.unsynced, path)
-	return nil
-}
-
 // applyCommit installs the new page checksums and position.
 func (db *DB) applyCommit(t *tx, changes []pageChange, sums *pageChecksums, pos ltx.Pos) {
 	if t.full {
@@ -220,51 +184,6 @@ func (db *DB) afterCommit() error {
 	}
 	if db.hook != nil {
 		db.hook(db, db.pos)
-	}
-	return nil
-}
-
-// syncLTX makes every LTX file written so far durable.
-func (db *DB) syncLTX() error {
-	if len(db.unsynced) == 0 {
-		return nil
-	}
-	defer func() { db.unsynced = db.unsynced[:0] }()
-	if db.opts.SkipSync {
-		return nil
-	}
-	dir, err := os.Open(db.LTXDir())
-	if err != nil {
-		return fmt.Errorf("open ltx dir of %s: %w", db.name, err)
-	}
-	defer dir.Close()
-	if len(db.unsynced) > 8 {
-		// One syncfs is far cheaper than many fsyncs after a long NORMAL run.
-		if err := unix.Syncfs(int(dir.Fd())); err != nil {
-			return fmt.Errorf("syncfs ltx dir of %s: %w", db.name, err)
-		}
-		return nil
-	}
-	for _, path := range db.unsynced {
-		if err := fsyncPath(path); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-	}
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("fsync ltx dir of %s: %w", db.name, err)
-	}
-	return nil
-}
-
-// fsyncPath opens and fsyncs one file.
-func fsyncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
 	}
 	return nil
 }
@@ -315,7 +234,7 @@ func (db *DB) commitRollback() error {
 	if !t.full {
 		t.pgnos = db.dirtyPages(t.commit)
 	}
-	if err := db.commitTx(t, false); err != nil {
+	if err := db.commitTx(t, writeNow); err != nil {
 		return err
 	}
 	db.resetDirty()

@@ -47,7 +47,7 @@ func (db *DB) commitWAL() error {
 		prev := db.wal
 		s1, s2 := r.Checksums()
 		db.wal = walCursor{valid: true, salt1: hdr.Salt1, salt2: hdr.Salt2, off: r.Offset(), s1: s1, s2: s2}
-		if err := db.commitTx(db.walTx(f, hdr, c), false); err != nil {
+		if err := db.commitTx(db.walTx(f, hdr, c), writeAsync); err != nil {
 			db.wal = prev
 			return err
 		}

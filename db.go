@@ -74,7 +74,8 @@ type DB struct {
 	forceFull  bool                // next commit must rewrite every page (page size change, foreign write)
 	journalHot bool                // the journal header holds the magic: a transaction is in progress
 	wal        walCursor           // how far the WAL has been turned into transactions
-	unsynced   []string            // LTX files written but not yet fsynced
+	unsynced   bool                // LTX files were written since the last sync
+	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
 	buf        bytes.Buffer        // reused LTX encoding buffer
 	page       []byte              // reused page buffer
 }
@@ -89,7 +90,7 @@ type walCursor struct {
 
 // newDB returns a DB for the directory dir; call recover before use.
 func newDB(name, dir string, opts *StoreOptions) *DB {
-	db := &DB{name: name, dir: dir, opts: opts, dirty: make(map[uint32]struct{})}
+	db := &DB{name: name, dir: dir, opts: opts, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
 	db.log = opts.Logger.With("db", name)
 	for i := range db.locks {
 		db.locks[i] = NewLockTable()

@@ -46,6 +46,21 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 	if f == nil {
 		return 0, os.ErrNotExist
 	}
+	if kind == FileWAL && !db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		// Only a connection holding the WAL write lock in NAME-shm writes
+		// the WAL. One that does not is in locking_mode=EXCLUSIVE, where
+		// SQLite keeps the WAL index in its own memory and litefs could not
+		// see its commits.
+		db.log.Error("refused WAL write: locking_mode=EXCLUSIVE is not supported in WAL mode; use locking_mode=NORMAL")
+		return 0, fmt.Errorf("%s: %w", db.name, ErrWALExclusive)
+	}
+	if kind == FileWAL && off == 0 {
+		// A new WAL header restarts the WAL over frames whose LTX files
+		// may still be queued: write them first.
+		if err := db.ltxw.drain(); err != nil {
+			return 0, fmt.Errorf("write ltx for %s: %w", db.name, err)
+		}
+	}
 	return f.WriteAt(p, off)
 }
 
@@ -59,8 +74,16 @@ func (db *DB) writeDatabase(p []byte, off int64) (int, error) {
 	if f == nil {
 		return 0, os.ErrNotExist
 	}
+	if db.walMode() {
+		// A checkpoint: once the database file holds these pages the WAL
+		// may be reset, so their LTX files must be on disk first.
+		if err := db.ltxw.drain(); err != nil {
+			return 0, fmt.Errorf("write ltx for %s: %w", db.name, err)
+		}
+		return f.WriteAt(p, off)
+	}
 	n, err := f.WriteAt(p, off)
-	if n > 0 && !db.walMode() {
+	if n > 0 {
 		db.markDirty(off, n)
 	}
 	return n, err
@@ -109,6 +132,13 @@ func (db *DB) Truncate(kind FileKind, size int64) error {
 			}
 			db.journalHot = false
 		}
+	case FileWAL:
+		if err := db.commitWAL(); err != nil {
+			return err
+		}
+		if err := db.ltxw.drain(); err != nil {
+			return fmt.Errorf("write ltx for %s: %w", db.name, err)
+		}
 	}
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %s %s: %w", db.name, kind, err)
@@ -129,11 +159,12 @@ func (db *DB) Sync(kind FileKind) error {
 			return err
 		}
 	}
-	if err := db.syncLTX(); err != nil {
+	flushedAll, err := db.syncLTX()
+	if err != nil {
 		return err
 	}
 	f := db.file(kind)
-	if f == nil || db.opts.SkipSync {
+	if f == nil || db.opts.SkipSync || flushedAll {
 		return nil
 	}
 	if err := f.Sync(); err != nil {
@@ -157,6 +188,9 @@ func (db *DB) Remove(kind FileKind) error {
 	case FileWAL:
 		if err := db.commitWAL(); err != nil {
 			return err
+		}
+		if err := db.ltxw.drain(); err != nil {
+			return fmt.Errorf("write ltx for %s: %w", db.name, err)
 		}
 		db.wal = walCursor{}
 	case FileDatabase, FileLock:

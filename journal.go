@@ -38,15 +38,22 @@ func JournalHeaderIsHot(b []byte) bool {
 //   - If the journal names a super-journal (multi-database transaction) and
 //     superExists reports that it no longer exists, the transaction committed,
 //     the journal is not hot and nothing is played back. A nil superExists
-//     treats every super-journal as missing.
+//     treats every super-journal as missing. SQLite's unix VFS counts an
+//     empty file as missing, and superExists should too. A name that is
+//     corrupt (bad checksum) or not shaped like SQLite's "<db>-mjXXXXXX9XX"
+//     names is ignored and the journal is played back, as recent SQLite
+//     versions do.
 //   - An empty database file is never rolled back (SQLite deletes the journal).
 //   - The first journal header must carry the magic and a power-of-two page
 //     size (512..65536) and sector size (32..65536); otherwise nothing is done.
 //   - db is resized to the header's initial size in pages, then every journal
 //     segment (a header at a sector boundary followed by nRec page records) is
 //     played in order. nRec 0xFFFFFFFF means "records up to the end of the
-//     file"; nRec 0 in a hot journal means the segment holds no synced records
-//     (only SQLite's own in-process ROLLBACK reads past it), exactly as SQLite.
+//     file". nRec 0 means the segment holds no synced records, so none are
+//     played from it: SQLite computes a count from the file size only when
+//     rolling back its own live transaction, never for a hot journal, because
+//     unsynced records may be torn and the database has not been written from
+//     them yet.
 //   - Each record's original page is written back at (pgno-1)*pageSize.
 //     Records for pages past the initial size are skipped; playback stops at
 //     the first truncated record, a record for page 0 or for the lock-byte
@@ -223,9 +230,11 @@ func journalChecksum(nonce uint32, page []byte) uint32 {
 }
 
 // readSuperJournalName returns the super-journal name recorded at the end of
-// the journal, or "" when there is none (or its checksum is wrong, in which
-// case SQLite also treats the journal as naming no super-journal). The
-// trailer is: name, name length (4), name checksum (4), journal magic (8).
+// the journal, or "" when there is none. A name whose checksum is wrong, that
+// is longer than the VFS's longest path or that is not shaped like a name
+// SQLite generates counts as none, as in SQLite: the journal is then rolled
+// back. The trailer is: name, name length (4), name checksum (4), journal
+// magic (8).
 func readSuperJournalName(journal io.ReaderAt, size int64) (string, error) {
 	if size < journalSuperTrailer {
 		return "", nil
@@ -256,7 +265,31 @@ func readSuperJournalName(journal io.ReaderAt, size int64) (string, error) {
 	if i := bytes.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
+	if !journalIsSuperName(name) {
+		return "", nil
+	}
 	return string(name), nil
+}
+
+// journalIsSuperName reports whether name has the shape of the super-journal
+// names SQLite generates: "<db>-mjXXXXXX9XX" (X a hex digit), or "<db>.9XX"
+// in 8.3-filename builds. Recent SQLite versions treat any other name as a
+// corrupt pointer and roll the journal back, so that a damaged or crafted
+// journal cannot make them probe or delete an arbitrary file.
+func journalIsSuperName(name []byte) bool {
+	hex := func(b []byte) bool {
+		for _, c := range b {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	n := len(name)
+	if n >= 4 && name[n-4] == '.' && name[n-3] == '9' && hex(name[n-2:]) {
+		return true
+	}
+	return n >= 12 && string(name[n-12:n-9]) == "-mj" && name[n-3] == '9' && hex(name[n-9:])
 }
 
 // journalDatabasePageSize reads the page size from the database header, for

@@ -62,6 +62,7 @@ var (
 	ErrReadOnlyReplica  = errors.New("database is read-only on a replica")
 	ErrChecksumMismatch = errors.New("checksum mismatch")
 	ErrClosed           = errors.New("store closed")
+	ErrWALExclusive     = errors.New("locking_mode=EXCLUSIVE is not supported in WAL mode")
 )
 
 // ValidateName reports whether name may name a database: a plain file name,

@@ -284,8 +284,11 @@ func runBlockActs(t *testing.T, acts []blockAct) {
 			chans[i], cancels[i] = lockAsync(ctx, tbl, a.owner, a.typ, a.start, a.end), cancel
 			queued++
 			waitWaiters(t, tbl, queued)
-		case "lock":
-			if err := tbl.Lock(context.Background(), a.owner, a.handle, uint32(a.owner), a.typ, a.start, a.end); !errors.Is(err, a.err) {
+		case "lock": // must not block: a timeout means it waited
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := tbl.Lock(ctx, a.owner, a.handle, uint32(a.owner), a.typ, a.start, a.end)
+			cancel()
+			if !errors.Is(err, a.err) {
 				t.Fatalf("act %d: Lock = %v, want %v", i, err, a.err)
 			}
 		case "done":

@@ -319,7 +319,7 @@ func (db *DB) commitWALExtra(extra *walExtra) error {
 	defer extra.f.Close()
 	buf := make([]byte, extra.hdr.PageSize)
 	for _, c := range extra.commits {
-		if err := db.commitTx(db.walTx(extra.f, extra.hdr, c), true); err != nil {
+		if err := db.commitTx(db.walTx(extra.f, extra.hdr, c), writeDurable); err != nil {
 			return fmt.Errorf("record wal transaction: %w", err)
 		}
 		if err := checkpointCommit(db.file(FileDatabase), extra.f, extra.hdr, c, buf); err != nil {

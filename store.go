@@ -138,6 +138,7 @@ func (s *Store) DeleteDB(name string) error {
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	_ = db.ltxw.drain() // the files are about to go; only wait for the writer
 	db.closeAll()
 	if err := os.RemoveAll(db.dir); err != nil {
 		return fmt.Errorf("delete %q: %w", name, err)
@@ -154,7 +155,7 @@ func (s *Store) Close() error {
 	var firstErr error
 	for _, db := range s.dbs {
 		db.mu.Lock()
-		if err := db.syncLTX(); err != nil && firstErr == nil {
+		if _, err := db.syncLTX(); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		db.closeAll()
@@ -190,6 +191,9 @@ func (s *Store) RunRetention(ctx context.Context) {
 func (db *DB) EnforceRetention(cutoff time.Time) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if err := db.ltxw.drain(); err != nil {
+		return err
+	}
 	files, err := listLTX(db.LTXDir())
 	if err != nil {
 		return err

@@ -34,16 +34,14 @@ type FS struct {
 	store *litefs.Store
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	nodes  map[string]fs.Node           // stable node per file, so the kernel sees one inode
-	locals map[string]*litefs.LockTable // lock tables of plain local files
-	root   *rootNode
-	server *fs.Server
+	mu    sync.Mutex
+	nodes map[string]fs.Node // stable node per file, so the kernel sees one inode
+	root  *rootNode
 }
 
 // NewFS returns a filesystem over store.
 func NewFS(store *litefs.Store, log *slog.Logger) *FS {
-	f := &FS{store: store, log: log, nodes: make(map[string]fs.Node), locals: make(map[string]*litefs.LockTable)}
+	f := &FS{store: store, log: log, nodes: make(map[string]fs.Node)}
 	f.root = &rootNode{fs: f}
 	return f
 }
@@ -76,13 +74,10 @@ func (f *FS) Mount(ctx context.Context, dir string, opts Options, ready chan<- s
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
 	defer conn.Close()
-	cfg := &fs.Config{}
-	if opts.Debug {
-		cfg.Debug = func(msg interface{}) { f.log.Debug("fuse", "msg", fmt.Sprint(msg)) }
-	}
-	f.server = fs.New(conn, cfg)
+	srv := newServer(f, conn)
+	srv.debug = opts.Debug
 	done := make(chan error, 1)
-	go func() { done <- f.server.Serve(f) }()
+	go func() { done <- srv.serve() }()
 	if ready != nil {
 		close(ready)
 	}
@@ -142,6 +137,8 @@ func (f *FS) errno(op string, err error) error {
 	case errors.Is(err, litefs.ErrInvalidName):
 		f.log.Warn("refused", "op", op, "error", err)
 		return fuse.ToErrno(syscall.EINVAL)
+	case errors.Is(err, litefs.ErrWALExclusive):
+		return fuse.ToErrno(syscall.EPERM)
 	case errors.Is(err, litefs.ErrReadOnlyReplica):
 		return fuse.ToErrno(syscall.EROFS)
 	}

@@ -1,0 +1,211 @@
+package litefs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/superfly/ltx"
+	"golang.org/x/sys/unix"
+)
+
+// How an LTX file reaches the disk (the durability rule of SPEC section 6:
+// an LTX file is durable no later than SQLite's own data for that commit).
+type writeMode int
+
+const (
+	// writeAsync queues the file for a background writer. Used for WAL
+	// commits: until the WAL is fsynced, checkpointed or reset, the WAL
+	// itself still holds the transaction, and recovery rebuilds a missing
+	// LTX file from it.
+	writeAsync writeMode = iota
+	// writeNow writes the file before returning, without fsync. Used at a
+	// rollback journal's commit point, which deletes SQLite's only other
+	// copy of the old state.
+	writeNow
+	// writeDurable writes and fsyncs the file before returning.
+	writeDurable
+)
+
+// largeTx is the page count above which a transaction's LTX file is encoded
+// straight to disk instead of into memory.
+const largeTx = 1024
+
+// ltxWriter writes queued LTX files in order in a background goroutine.
+type ltxWriter struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []queuedLTX
+	running bool
+	err     error // first failed write, reported by the next drain
+}
+
+type queuedLTX struct {
+	dir, name string
+	data      []byte
+}
+
+func newLTXWriter() *ltxWriter {
+	w := &ltxWriter{}
+	w.cond = sync.NewCond(&w.mu)
+	return w
+}
+
+// enqueue adds a file to write; files are written in enqueue order.
+func (w *ltxWriter) enqueue(q queuedLTX) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.queue = append(w.queue, q)
+	if !w.running {
+		w.running = true
+		go w.run()
+	}
+}
+
+func (w *ltxWriter) run() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.queue) > 0 {
+		batch := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		var err error
+		for _, q := range batch {
+			if err == nil {
+				err = writeFileAtomic(q.dir, q.name, q.data, false)
+			}
+		}
+		w.mu.Lock()
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+	w.running = false
+	w.cond.Broadcast()
+}
+
+// drain waits until every queued file is written and returns the first
+// write error since the last drain.
+func (w *ltxWriter) drain() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.running {
+		w.cond.Wait()
+	}
+	err := w.err
+	w.err = nil
+	return err
+}
+
+// ltxOut is where one LTX file is encoded: memory for an ordinary
+// transaction, a temporary file for a large one.
+type ltxOut struct {
+	buf *bytes.Buffer
+	f   *os.File
+	w   *bufio.Writer
+	tmp string
+}
+
+// newLTXOut prepares the output for transaction txid.
+func (db *DB) newLTXOut(txid ltx.TXID, t *tx) (*ltxOut, error) {
+	if !t.full && len(t.pgnos) <= largeTx {
+		return &ltxOut{buf: bytes.NewBuffer(make([]byte, 0, 8192))}, nil
+	}
+	tmp := filepath.Join(db.LTXDir(), ltxFileName(txid, txid)+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create ltx for %s: %w", db.name, err)
+	}
+	return &ltxOut{f: f, w: bufio.NewWriterSize(f, 256<<10), tmp: tmp}, nil
+}
+
+// writer returns the io.Writer the encoder writes to.
+func (o *ltxOut) writer() interface{ Write([]byte) (int, error) } {
+	if o.buf != nil {
+		return o.buf
+	}
+	return o.w
+}
+
+// abort discards a file that was not stored.
+func (o *ltxOut) abort() {
+	if o.f != nil {
+		_ = o.f.Close()
+		_ = os.Remove(o.tmp)
+		o.f = nil
+	}
+}
+
+// storeLTX puts the encoded file for txid in place according to mode.
+func (db *DB) storeLTX(o *ltxOut, txid ltx.TXID, mode writeMode) error {
+	name := ltxFileName(txid, txid)
+	path := filepath.Join(db.LTXDir(), name)
+	if o.buf != nil && mode == writeAsync {
+		db.ltxw.enqueue(queuedLTX{dir: db.LTXDir(), name: name, data: o.buf.Bytes()})
+		db.unsynced = true
+		return nil
+	}
+	if err := db.ltxw.drain(); err != nil {
+		return fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	durable := mode == writeDurable && !db.opts.SkipSync
+	if o.buf != nil {
+		if err := writeFileAtomic(db.LTXDir(), name, o.buf.Bytes(), durable); err != nil {
+			return fmt.Errorf("write ltx for %s: %w", db.name, err)
+		}
+	} else {
+		if err := o.w.Flush(); err != nil {
+			return fmt.Errorf("write ltx for %s: %w", db.name, err)
+		}
+		if durable {
+			if err := o.f.Sync(); err != nil {
+				return fmt.Errorf("fsync ltx for %s: %w", db.name, err)
+			}
+		}
+		f := o.f
+		o.f = nil
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("close ltx for %s: %w", db.name, err)
+		}
+		if err := os.Rename(o.tmp, path); err != nil {
+			return fmt.Errorf("rename ltx for %s: %w", db.name, err)
+		}
+		if durable {
+			if err := syncDir(db.LTXDir()); err != nil {
+				return err
+			}
+		}
+	}
+	if !durable {
+		db.unsynced = true
+	}
+	return nil
+}
+
+// syncLTX makes every LTX file written so far durable. It reports whether
+// it flushed the whole file system (syncfs), which also makes the database's
+// own files durable, so the caller can skip their fsync.
+func (db *DB) syncLTX() (bool, error) {
+	if err := db.ltxw.drain(); err != nil {
+		return false, fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	if !db.unsynced || db.opts.SkipSync {
+		db.unsynced = false
+		return false, nil
+	}
+	dir, err := os.Open(db.LTXDir())
+	if err != nil {
+		return false, fmt.Errorf("open ltx dir of %s: %w", db.name, err)
+	}
+	defer dir.Close()
+	// One syncfs costs about one fsync and covers every LTX file written
+	// since the last one, their directory, and the SQLite file being synced.
+	if err := unix.Syncfs(int(dir.Fd())); err != nil {
+		return false, fmt.Errorf("syncfs for %s: %w", db.name, err)
+	}
+	db.unsynced = false
+	return true, nil
+}
