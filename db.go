@@ -178,17 +178,18 @@ func (db *DB) closeAll() {
 	}
 }
 
-// Size returns the size of the backing file of kind; a missing file is size 0.
-func (db *DB) Size(kind FileKind) (int64, error) {
+// Stat returns the backing file's information, or nil for a missing file
+// (and for the lock file, which has no backing file).
+func (db *DB) Stat(kind FileKind) (os.FileInfo, error) {
 	f := db.file(kind)
 	if f == nil {
-		return 0, nil
+		return nil, nil
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("stat %s %s: %w", db.name, kind, err)
+		return nil, fmt.Errorf("stat %s %s: %w", db.name, kind, err)
 	}
-	return fi.Size(), nil
+	return fi, nil
 }
 
 // ReadAt reads from the backing file of kind. Reads never wait for commits.

@@ -34,12 +34,15 @@ func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
 		return syscall.ENOENT
 	}
-	size, err := n.db.Size(n.kind)
+	fi, err := n.db.Stat(n.kind)
 	if err != nil {
 		return n.fs.errno("getattr", err)
 	}
 	a.Mode = 0o644
-	a.Size = uint64(size)
+	if fi != nil {
+		a.Size = uint64(fi.Size())
+		a.Mtime, a.Ctime, a.Atime = fi.ModTime(), fi.ModTime(), fi.ModTime()
+	}
 	a.Blocks = (a.Size + 511) / 512
 	a.Nlink = 1
 	a.Valid = attrValid

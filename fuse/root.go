@@ -93,6 +93,10 @@ type rootNode struct{ fs *FS }
 func (r *rootNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	a.Inode = 1
 	a.Mode = os.ModeDir | 0o755
+	a.Nlink = 2
+	if fi, err := os.Stat(r.fs.store.LocalDir()); err == nil {
+		a.Mtime, a.Ctime, a.Atime = fi.ModTime(), fi.ModTime(), fi.ModTime()
+	}
 	a.Valid = attrValid
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"syscall"
+	"time"
 
 	"bazil.org/fuse"
 	"bazil.org/fuse/fs"
@@ -23,6 +24,8 @@ func (n *textNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	a.Mode = 0o444
 	a.Size = uint64(len(n.text()))
 	a.Nlink = 1
+	a.Mtime = time.Now()
+	a.Ctime, a.Atime = a.Mtime, a.Mtime
 	return nil
 }
 
