@@ -55,13 +55,28 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%s: %w", db.name, ErrWALExclusive)
 	}
 	if kind == FileWAL && off == 0 {
-		// A new WAL header restarts the WAL over frames whose LTX files
-		// may still be queued: write them first.
-		if err := db.ltxw.drain(); err != nil {
-			return 0, fmt.Errorf("write ltx for %s: %w", db.name, err)
+		// A new WAL header restarts the WAL over frames that must be
+		// recorded, and their LTX files written, first.
+		db.mu.Lock()
+		err := db.settleWAL()
+		db.mu.Unlock()
+		if err != nil {
+			return 0, err
 		}
 	}
 	return f.WriteAt(p, off)
+}
+
+// settleWAL records every committed WAL transaction and waits until their
+// LTX files are written. db.mu is held.
+func (db *DB) settleWAL() error {
+	if err := db.commitWAL(); err != nil {
+		return err
+	}
+	if err := db.ltxw.drain(); err != nil {
+		return fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	return nil
 }
 
 // errNotWritable is returned for writes to files that take none.
@@ -76,9 +91,10 @@ func (db *DB) writeDatabase(p []byte, off int64) (int, error) {
 	}
 	if db.walMode() {
 		// A checkpoint: once the database file holds these pages the WAL
-		// may be reset, so their LTX files must be on disk first.
-		if err := db.ltxw.drain(); err != nil {
-			return 0, fmt.Errorf("write ltx for %s: %w", db.name, err)
+		// may be reset, so every WAL transaction must be recorded and its
+		// LTX file on disk first.
+		if err := db.settleWAL(); err != nil {
+			return 0, err
 		}
 		return f.WriteAt(p, off)
 	}
@@ -133,11 +149,8 @@ func (db *DB) Truncate(kind FileKind, size int64) error {
 			db.journalHot = false
 		}
 	case FileWAL:
-		if err := db.commitWAL(); err != nil {
+		if err := db.settleWAL(); err != nil {
 			return err
-		}
-		if err := db.ltxw.drain(); err != nil {
-			return fmt.Errorf("write ltx for %s: %w", db.name, err)
 		}
 	}
 	if err := f.Truncate(size); err != nil {
@@ -186,11 +199,8 @@ func (db *DB) Remove(kind FileKind) error {
 			db.journalHot = false
 		}
 	case FileWAL:
-		if err := db.commitWAL(); err != nil {
+		if err := db.settleWAL(); err != nil {
 			return err
-		}
-		if err := db.ltxw.drain(); err != nil {
-			return fmt.Errorf("write ltx for %s: %w", db.name, err)
 		}
 		db.wal = walCursor{}
 	case FileDatabase, FileLock:
@@ -203,20 +213,28 @@ func (db *DB) Remove(kind FileKind) error {
 	return nil
 }
 
-// AfterUnlock is called by the FUSE layer after locks on kind were released
-// (explicit unlock, close or process exit). It commits a transaction whose
-// writer has finished: a WAL transaction when nobody holds the WAL write lock,
-// a journal-less write when nobody holds RESERVED.
+// BeforeUnlock is called by the FUSE layer before owner's locks on
+// [start, end] of kind are released (explicit unlock, close, process exit;
+// all is true when every lock of the owner or handle goes). When the WAL
+// write lock is about to go, the writer's transaction is recorded first:
+// once the lock is free another connection may checkpoint and reset the WAL.
+func (db *DB) BeforeUnlock(kind FileKind, owner uint64, start, end uint64, all bool) error {
+	if kind != FileSHM {
+		return nil
+	}
+	if !all && (start > WALWriteLockByte || end < WALWriteLockByte ||
+		!db.locks[FileSHM].HeldBy(owner, LockWrite, WALWriteLockByte, WALWriteLockByte)) {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.commitWAL()
+}
+
+// AfterUnlock is called by the FUSE layer after locks on kind were
+// released. A journal-less write commits once nobody holds RESERVED.
 func (db *DB) AfterUnlock(kind FileKind) error {
-	switch kind {
-	case FileSHM:
-		if db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
-			return nil
-		}
-		db.mu.Lock()
-		defer db.mu.Unlock()
-		return db.commitWAL()
-	case FileDatabase:
+	if kind == FileDatabase {
 		return db.commitUnjournaled()
 	}
 	return nil

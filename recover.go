@@ -102,9 +102,11 @@ func (db *DB) rollbackHotJournal() error {
 	if err != nil {
 		return fmt.Errorf("stat journal: %w", err)
 	}
+	// Super-journals live with the local files; SQLite treats an empty one
+	// as missing.
 	superExists := func(name string) bool {
-		_, err := os.Stat(filepath.Join(filepath.Dir(db.dir), "..", "local", filepath.Base(name)))
-		return err == nil
+		fi, err := os.Stat(filepath.Join(db.opts.Dir, "local", filepath.Base(name)))
+		return err == nil && fi.Size() > 0
 	}
 	pages, rolledBack, err := RollbackJournal(j, fi.Size(), db.file(FileDatabase), superExists)
 	if err != nil {

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"math"
 	"os"
 	"syscall"
 
@@ -112,14 +113,26 @@ func (h *fileHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fu
 
 // Flush is a close(2) of one descriptor: POSIX locks of the closing process go.
 func (h *fileHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
-	h.node.db.Locks(h.node.kind).ReleaseOwner(uint64(req.LockOwner))
-	return h.node.fs.errno("flush", h.node.db.AfterUnlock(h.node.kind))
+	db, kind := h.node.db, h.node.kind
+	owner := uint64(req.LockOwner)
+	if !db.Locks(kind).HeldBy(owner, litefs.LockRead, 0, math.MaxUint64) {
+		return nil // the common close: this process holds no lock here
+	}
+	if err := db.BeforeUnlock(kind, owner, 0, math.MaxUint64, true); err != nil {
+		return h.node.fs.errno("flush", err)
+	}
+	db.Locks(kind).ReleaseOwner(owner)
+	return h.node.fs.errno("flush", db.AfterUnlock(kind))
 }
 
 // Release is the last close of the file description: its OFD locks go.
 func (h *fileHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
-	h.node.db.Locks(h.node.kind).ReleaseHandle(uint64(req.Handle))
-	if err := h.node.db.AfterUnlock(h.node.kind); err != nil {
+	db, kind := h.node.db, h.node.kind
+	if err := db.BeforeUnlock(kind, 0, 0, math.MaxUint64, true); err != nil {
+		return h.node.fs.errno("release", err)
+	}
+	db.Locks(kind).ReleaseHandle(uint64(req.Handle))
+	if err := db.AfterUnlock(kind); err != nil {
 		return h.node.fs.errno("release", err)
 	}
 	return h.node.fs.errno("release", h.node.db.HandleClosed(h.node.kind))
@@ -135,10 +148,15 @@ func (h *fileHandle) LockWait(ctx context.Context, req *fuse.LockWaitRequest) er
 	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), (*fuse.LockRequest)(req), true, nil)
 }
 
-// Unlock implements F_UNLCK and then lets the DB commit a finished writer.
+// Unlock implements F_UNLCK; the DB records a finished writer's
+// transaction around it.
 func (h *fileHandle) Unlock(ctx context.Context, req *fuse.UnlockRequest) error {
-	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), (*fuse.LockRequest)(req), false, func() error {
-		return h.node.db.AfterUnlock(h.node.kind)
+	db, kind := h.node.db, h.node.kind
+	if err := db.BeforeUnlock(kind, uint64(req.LockOwner), req.Lock.Start, req.Lock.End, false); err != nil {
+		return h.node.fs.errno("unlock", err)
+	}
+	return h.node.fs.setLock(ctx, db.Locks(kind), (*fuse.LockRequest)(req), false, func() error {
+		return db.AfterUnlock(kind)
 	})
 }
 
