@@ -264,7 +264,14 @@ func (db *DB) verifyAgainstHistory(last *lastLTX) error {
 	if got == db.pos.PostApplyChecksum {
 		return nil
 	}
-	if last.hdr.IsSnapshot() || got == last.hdr.PreApplyChecksum {
+	// The database file lost the newest transaction: it is in the state just
+	// before it (for a snapshot, before it means empty). Anything else was
+	// changed outside litefs and is never silently overwritten.
+	lost := got == last.hdr.PreApplyChecksum && !last.hdr.IsSnapshot()
+	if last.hdr.IsSnapshot() && db.sums.PageN() == 0 {
+		lost = true
+	}
+	if lost {
 		db.log.Info("re-applying the newest ltx file the database file lost", "txid", last.hdr.MaxTXID.String())
 		if _, _, err := applyLTXFile(last.path, db.file(FileDatabase)); err != nil {
 			return fmt.Errorf("re-apply %s: %w", filepath.Base(last.path), err)
