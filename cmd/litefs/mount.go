@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -98,6 +99,13 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
+	if path := os.Getenv("LITEFS_CPUPROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -151,4 +159,18 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 		return execErr
 	}
 	return err
+}
+
+// startCPUProfile writes a Go CPU profile of the daemon to path until the
+// returned function is called (LITEFS_CPUPROFILE, for performance work).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

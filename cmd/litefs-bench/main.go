@@ -1,0 +1,243 @@
+// Command litefs-bench is the benchmark driver behind "make bench". It starts
+// a litefs daemon on a temp directory and runs each workload twice on a fresh
+// SQLite database: once in a plain local directory (the baseline) and once in
+// the litefs mount. It prints every figure next to the baseline measured in
+// the same run, their ratio, the target and PASS or MISS, and checks that
+// litefs recorded every transaction it was given.
+//
+// It exits 0 when the run completed, even when a target is missed, and
+// non-zero on any error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	litefs string
+	keep   bool
+	json   bool
+	config
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		// After the first signal the benchmark cleans up; a second one
+		// kills it at once.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one benchmark and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "litefs-bench: %s\n", err)
+		return 2
+	}
+	// The table goes to stdout; with -json the JSON document takes stdout
+	// and the table moves to stderr, so "-json > out.json" shows both.
+	table, jsonOut := stdout, io.Discard
+	if opts.json {
+		table, jsonOut = stderr, stdout
+	}
+	if err := bench(ctx, opts, table, jsonOut, stderr); err != nil {
+		fmt.Fprintf(stderr, "litefs-bench: %s\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parseFlags parses and checks the command line.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("litefs-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.litefs, "litefs", "bin/litefs", "path of the litefs binary to benchmark")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "timed length of each write-rate run")
+	fs.IntVar(&o.rows, "rows", 100000, "rows inserted by the bulk workload")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp directory (databases, LTX files, daemon log)")
+	fs.BoolVar(&o.json, "json", false, "also write the results as JSON to stdout (the table then goes to stderr)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	case o.duration <= 0:
+		return o, fmt.Errorf("-duration must be positive, got %s", o.duration)
+	case o.rows <= 0:
+		return o, fmt.Errorf("-rows must be positive, got %d", o.rows)
+	}
+	return o, nil
+}
+
+// bench sets up the temp directory and the daemon, runs the workloads and
+// reports. The daemon is stopped, the mount removed and (unless -keep) the
+// temp directory deleted on every path out, including errors and signals.
+func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer) (err error) {
+	if err := checkTools(opts.litefs); err != nil {
+		return err
+	}
+	w, err := newWorkDir()
+	if w != nil {
+		defer func() { err = errors.Join(err, w.cleanup(opts.keep, err != nil, progress)) }()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "==> starting %s mount in %s\n", opts.litefs, w.root)
+	d, err := startDaemon(ctx, opts.litefs, w)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := d.stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop litefs: %w", stopErr))
+		}
+	}()
+
+	results, err := runAll(ctx, workloads(opts.config), w, d, progress)
+	if err != nil {
+		return err
+	}
+	if err := verifyRecorded(w.mnt, results); err != nil {
+		return err
+	}
+	printHeader(table, opts)
+	if err := printTable(table, results); err != nil {
+		return err
+	}
+	fmt.Fprintln(table)
+	if err := printRecorded(table, results); err != nil {
+		return err
+	}
+	return writeJSON(jsonOut, opts.config, results)
+}
+
+// checkTools fails early when the litefs binary or fusermount3 is missing.
+func checkTools(litefs string) error {
+	info, err := os.Stat(litefs)
+	if err != nil {
+		return fmt.Errorf("litefs binary: %w (build it with make build)", err)
+	}
+	if info.IsDir() || info.Mode()&0o111 == 0 {
+		return fmt.Errorf("litefs binary %s is not an executable file", litefs)
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		return fmt.Errorf("fusermount3 not found (install fuse3, e.g. make deps): %w", err)
+	}
+	return nil
+}
+
+// runAll runs every workload on plain/ and then on mnt/, checking before and
+// after each litefs run that the daemon still serves the mount.
+func runAll(ctx context.Context, wls []workload, w *workDir, d *daemon, progress io.Writer) ([]result, error) {
+	var results []result
+	for _, wl := range wls {
+		r := result{workload: wl}
+		var err error
+		if r.plain, err = runOne(ctx, wl, "plain", w.plain, progress); err != nil {
+			return nil, err
+		}
+		if err := d.check(); err != nil {
+			return nil, fmt.Errorf("before %s on litefs: %w", wl.name, err)
+		}
+		if r.litefs, err = runOne(ctx, wl, "litefs", w.mnt, progress); err != nil {
+			return nil, errors.Join(err, d.check())
+		}
+		if err := d.check(); err != nil {
+			return nil, fmt.Errorf("after %s on litefs: %w", wl.name, err)
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// runOne runs one workload in one directory and logs its figure.
+func runOne(ctx context.Context, wl workload, where, dir string, progress io.Writer) (measurement, error) {
+	if err := ctx.Err(); err != nil {
+		return measurement{}, fmt.Errorf("interrupted before %s on %s: %w", wl.name, where, err)
+	}
+	m, err := wl.run(ctx, dir, wl.db)
+	if err != nil {
+		return m, fmt.Errorf("%s on %s: %w", wl.name, where, err)
+	}
+	fmt.Fprintf(progress, "    %-45s %-6s %s (%d transactions)\n", wl.name, where, formatValue(wl.unit, m.value), m.committed)
+	return m, nil
+}
+
+// verifyRecorded reads each litefs database's TXID and fails when litefs
+// recorded fewer transactions than the benchmark committed: a benchmark of
+// a daemon that records nothing is meaningless.
+func verifyRecorded(mnt string, results []result) error {
+	for i := range results {
+		r := &results[i]
+		txid, err := readTXID(mnt, r.workload.db)
+		if err != nil {
+			return fmt.Errorf("check %s was recorded: %w", r.workload.db, err)
+		}
+		r.txid = txid
+		if txid < r.litefs.committed {
+			return fmt.Errorf("litefs recorded %s only up to TXID %d, but the benchmark committed %d write transactions to it",
+				r.workload.db, txid, r.litefs.committed)
+		}
+	}
+	return nil
+}
+
+// printHeader writes what was measured, on what.
+func printHeader(w io.Writer, opts options) {
+	version := "unknown version"
+	if out, err := exec.Command(opts.litefs, "version").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	fmt.Fprintf(w, "\nlitefs-bench: %s; %s/%s, %d CPUs; -duration %s, -rows %d\n\n",
+		version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), opts.duration, opts.rows)
+}
+
+// cleanup removes the temp directory unless keep is set or a mount is still
+// on mnt/ (deleting through a live mount would be wrong). After a failure it
+// shows the end of the daemon's log.
+func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
+	if failed {
+		if tail := logTail(w.log, 30); tail != "" {
+			fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", w.log, tail)
+		}
+	}
+	mounted, err := isMounted(w.mnt)
+	if err != nil {
+		return fmt.Errorf("keeping %s: %w", w.root, err)
+	}
+	if mounted {
+		return fmt.Errorf("keeping %s: %s is still mounted", w.root, w.mnt)
+	}
+	if keep {
+		fmt.Fprintf(progress, "==> kept %s\n", w.root)
+		return nil
+	}
+	if err := os.RemoveAll(w.root); err != nil {
+		return fmt.Errorf("remove temp dir: %w", err)
+	}
+	return nil
+}
