@@ -456,14 +456,14 @@ func (w *stressWorker) do() {
 	case op < 8:
 		ok = w.tbl.TryLock(w.owner, handle, uint32(w.owner), typ, uint64(s), uint64(e))
 	default: // blocking: a short deadline exercises cancellation; the long one expiring would mean a missed deadlock
-		timeout := time.Minute
+		timeout := 10 * time.Second
 		if op < 10 {
 			timeout = time.Duration(w.rnd.Intn(200)) * time.Microsecond
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := w.tbl.Lock(ctx, w.owner, handle, uint32(w.owner), typ, uint64(s), uint64(e))
 		cancel()
-		if err != nil && timeout == time.Minute && !errors.Is(err, ErrDeadlock) {
+		if err != nil && timeout == 10*time.Second && !errors.Is(err, ErrDeadlock) {
 			w.t.Errorf("owner %d: Lock: %v", w.owner, err)
 		}
 		ok = err == nil
@@ -550,7 +550,7 @@ func TestLockTable_Stress(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			w := &stressWorker{t: t, tbl: tbl, owner: o, rnd: rand.New(rand.NewSource(int64(o))), holders: &holders}
-			for range iterations {
+			for i := 0; i < iterations && !t.Failed(); i++ {
 				w.do()
 			}
 			for b := range stressBytes {
