@@ -194,6 +194,10 @@ func (db *DB) commitRollback() error {
 	if len(db.dirty) == 0 && !db.sizeDirty && !db.forceFull {
 		return nil
 	}
+	if db.opts.Passthrough {
+		db.resetDirty()
+		return nil
+	}
 	f := db.file(FileDatabase)
 	if f == nil {
 		return nil

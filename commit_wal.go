@@ -13,7 +13,7 @@ import (
 // db.mu is held.
 func (db *DB) commitWAL() error {
 	f := db.file(FileWAL)
-	if f == nil {
+	if f == nil || db.opts.Passthrough {
 		return nil
 	}
 	var hb [WALHeaderSize]byte

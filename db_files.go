@@ -43,7 +43,12 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%s%s: %w", db.name, SuffixLock, errNotWritable)
 	}
 	f := db.file(kind)
-	if f == nil {
+	if f == nil && kind == FileSHM {
+		// The last connection removed -shm but still has it mapped: the
+		// kernel writes dirty pages back on close. The file is gone, so
+		// are its contents (as on a local disk).
+		return len(p), nil
+	} else if f == nil {
 		return 0, os.ErrNotExist
 	}
 	if kind == FileWAL && !db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {

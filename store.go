@@ -15,6 +15,7 @@ import (
 type StoreOptions struct {
 	Dir               string        // data directory (data.dir)
 	StrictVerify      bool          // recompute the full checksum after every commit
+	Passthrough       bool          // benchmark baseline only: serve the files, record nothing
 	SkipSync          bool          // never fsync (tests, throwaway data)
 	Retention         time.Duration // keep LTX files this long (the newest is always kept)
 	RetentionInterval time.Duration // how often to enforce retention

@@ -32,7 +32,11 @@ type workDir struct {
 	mnt    string
 	config string
 	log    string
+	bare   mountDirs // a second mount that records nothing: the cost of FUSE alone
 }
+
+// mountDirs are the paths of one daemon.
+type mountDirs struct{ data, mnt, config, log string }
 
 // newWorkDir creates the temp directory and its plain/, data/ and mnt/.
 func newWorkDir() (*workDir, error) {
@@ -47,8 +51,12 @@ func newWorkDir() (*workDir, error) {
 		mnt:    filepath.Join(root, "mnt"),
 		config: filepath.Join(root, "litefs.yml"),
 		log:    filepath.Join(root, "litefs.log"),
+		bare: mountDirs{
+			data: filepath.Join(root, "bare-data"), mnt: filepath.Join(root, "bare-mnt"),
+			config: filepath.Join(root, "bare.yml"), log: filepath.Join(root, "bare.log"),
+		},
 	}
-	for _, dir := range []string{w.plain, w.data, w.mnt} {
+	for _, dir := range []string{w.plain, w.data, w.mnt, w.bare.data, w.bare.mnt} {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return w, fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -98,21 +106,28 @@ type daemon struct {
 
 // startDaemon writes the config, starts litefs and waits until the mount is
 // ready (<mnt>/.lag exists). On failure the daemon is already stopped.
-func startDaemon(ctx context.Context, bin string, w *workDir) (*daemon, error) {
+func startDaemon(ctx context.Context, bin string, w *workDir, bare bool) (*daemon, error) {
+	dirs := mountDirs{data: w.data, mnt: w.mnt, config: w.config, log: w.log}
+	if bare {
+		dirs = w.bare
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(w.config, []byte(configYAML(w.data, w.mnt, port)), 0o644); err != nil {
+	if err := os.WriteFile(dirs.config, []byte(configYAML(dirs.data, dirs.mnt, port)), 0o644); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
-	logFile, err := os.Create(w.log)
+	logFile, err := os.Create(dirs.log)
 	if err != nil {
 		return nil, fmt.Errorf("create daemon log: %w", err)
 	}
 	defer logFile.Close() // the child keeps its own descriptor
 
-	cmd := exec.Command(bin, "mount", "-config", w.config)
+	cmd := exec.Command(bin, "mount", "-config", dirs.config)
+	if bare {
+		cmd.Env = append(os.Environ(), "LITEFS_BENCH_PASSTHROUGH=1")
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// Own process group: a Ctrl-C in the terminal reaches only the benchmark,
@@ -121,7 +136,7 @@ func startDaemon(ctx context.Context, bin string, w *workDir) (*daemon, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	d := &daemon{cmd: cmd, mnt: w.mnt, log: w.log, done: make(chan struct{})}
+	d := &daemon{cmd: cmd, mnt: dirs.mnt, log: dirs.log, done: make(chan struct{})}
 	go func() {
 		d.exitErr = cmd.Wait()
 		close(d.done)

@@ -107,7 +107,7 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 		return err
 	}
 	fmt.Fprintf(progress, "==> starting %s mount in %s\n", opts.litefs, w.root)
-	d, err := startDaemon(ctx, opts.litefs, w)
+	d, err := startDaemon(ctx, opts.litefs, w, false)
 	if err != nil {
 		return err
 	}
@@ -116,8 +116,17 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 			err = errors.Join(err, fmt.Errorf("stop litefs: %w", stopErr))
 		}
 	}()
+	bare, err := startDaemon(ctx, opts.litefs, w, true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := bare.stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop litefs (fuse only): %w", stopErr))
+		}
+	}()
 
-	results, err := runAll(ctx, workloads(opts.config), w, d, progress)
+	results, err := runAll(ctx, workloads(opts.config), w, d, bare, progress)
 	if err != nil {
 		return err
 	}
@@ -150,15 +159,19 @@ func checkTools(litefs string) error {
 	return nil
 }
 
-// runAll runs every workload on plain/ and then on mnt/, checking before and
-// after each litefs run that the daemon still serves the mount.
-func runAll(ctx context.Context, wls []workload, w *workDir, d *daemon, progress io.Writer) ([]result, error) {
+// runAll runs every workload on plain/, on the record-nothing mount (the cost
+// of FUSE alone) and then on mnt/, checking before and after each litefs run
+// that the daemon still serves the mount.
+func runAll(ctx context.Context, wls []workload, w *workDir, d, bare *daemon, progress io.Writer) ([]result, error) {
 	var results []result
 	for _, wl := range wls {
 		r := result{workload: wl}
 		var err error
 		if r.plain, err = runOne(ctx, wl, "plain", w.plain, progress); err != nil {
 			return nil, err
+		}
+		if r.bare, err = runOne(ctx, wl, "fuse", w.bare.mnt, progress); err != nil {
+			return nil, errors.Join(err, bare.check())
 		}
 		if err := d.check(); err != nil {
 			return nil, fmt.Errorf("before %s on litefs: %w", wl.name, err)
@@ -225,12 +238,14 @@ func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
 			fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", w.log, tail)
 		}
 	}
-	mounted, err := isMounted(w.mnt)
-	if err != nil {
-		return fmt.Errorf("keeping %s: %w", w.root, err)
-	}
-	if mounted {
-		return fmt.Errorf("keeping %s: %s is still mounted", w.root, w.mnt)
+	for _, mnt := range []string{w.mnt, w.bare.mnt} {
+		mounted, err := isMounted(mnt)
+		if err != nil {
+			return fmt.Errorf("keeping %s: %w", w.root, err)
+		}
+		if mounted {
+			return fmt.Errorf("keeping %s: %s is still mounted", w.root, mnt)
+		}
 	}
 	if keep {
 		fmt.Fprintf(progress, "==> kept %s\n", w.root)

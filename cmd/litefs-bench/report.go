@@ -87,6 +87,7 @@ func formatValue(u unit, v float64) string {
 type result struct {
 	workload workload
 	plain    measurement
+	bare     measurement // the same workload on a mount that records nothing
 	litefs   measurement
 	txid     uint64 // litefs database's TXID after the run
 }
@@ -97,17 +98,18 @@ func (r result) ratio() float64 { return ratio(r.plain.value, r.litefs.value) }
 // printTable writes the comparison table and the reference footnote.
 func printTable(w io.Writer, results []result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tplain\tlitefs\tratio\ttarget\tresult")
+	fmt.Fprintln(tw, "workload\tplain\tfuse only\tlitefs\tratio\ttarget\tresult\tlitefs/fuse only")
 	for _, r := range results {
 		wl := r.workload
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", wl.name,
-			formatValue(wl.unit, r.plain.value), formatValue(wl.unit, r.litefs.value),
-			formatRatio(r.ratio()), wl.target, wl.target.verdict(r.ratio()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", wl.name,
+			formatValue(wl.unit, r.plain.value), formatValue(wl.unit, r.bare.value), formatValue(wl.unit, r.litefs.value),
+			formatRatio(r.ratio()), wl.target, wl.target.verdict(r.ratio()), formatRatio(ratio(r.bare.value, r.litefs.value)))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
-	_, err := fmt.Fprintf(w, "ratio: litefs/plain (rates) or litefs time/plain time (bulk); both measured in this run\n%s\n", referenceNote)
+	_, err := fmt.Fprintf(w, "ratio: litefs/plain (rates) or litefs time/plain time (bulk); all measured in this run\n"+
+		"fuse only: the same daemon with recording turned off (LITEFS_BENCH_PASSTHROUGH=1): what FUSE alone costs\n%s\n", referenceNote)
 	return err
 }
 
@@ -131,6 +133,7 @@ type jsonFigure struct {
 	DB       string   `json:"db"`
 	Unit     string   `json:"unit"`
 	Plain    float64  `json:"plain"`
+	FuseOnly float64  `json:"fuse_only"`
 	LiteFS   float64  `json:"litefs"`
 	Ratio    *float64 `json:"ratio"` // null when it cannot be computed
 	Target   string   `json:"target"`
@@ -153,7 +156,7 @@ func writeJSON(w io.Writer, cfg config, results []result) error {
 	for _, r := range results {
 		f := jsonFigure{
 			Workload: r.workload.name, DB: r.workload.db, Unit: unitName(r.workload.unit),
-			Plain: r.plain.value, LiteFS: r.litefs.value,
+			Plain: r.plain.value, FuseOnly: r.bare.value, LiteFS: r.litefs.value,
 			Target: r.workload.target.String(), Result: r.workload.target.verdict(r.ratio()),
 			TXID: r.txid, Commits: r.litefs.committed,
 		}

@@ -116,6 +116,8 @@ func runMount(ctx context.Context, args []string) error {
 		Retention:         cfg.Data.Retention,
 		RetentionInterval: cfg.Data.RetentionMonitorInterval,
 		Logger:            log,
+		// A benchmark baseline (the cost of FUSE alone): never for real use.
+		Passthrough: os.Getenv("LITEFS_BENCH_PASSTHROUGH") == "1",
 	})
 	if err != nil {
 		return err
