@@ -208,8 +208,8 @@ func (db *DB) commitRollback() error {
 	}
 	size := fi.Size()
 	ps := db.pageSize
+	var hdr [100]byte
 	if size > 0 {
-		var hdr [100]byte
 		if _, err := f.ReadAt(hdr[:], 0); err != nil && err != io.EOF {
 			return fmt.Errorf("read header of %s: %w", db.name, err)
 		}
@@ -224,7 +224,7 @@ func (db *DB) commitRollback() error {
 	}
 	t := &tx{
 		pageSize: ps,
-		commit:   uint32((size + int64(ps) - 1) / int64(ps)),
+		commit:   commitSize(hdr[:], size, ps),
 		full:     db.forceFull,
 		read: func(pgno uint32, buf []byte) error {
 			n, err := f.ReadAt(buf, int64(pgno-1)*int64(ps))
@@ -280,4 +280,22 @@ func parsePageSize(hdr []byte) (uint32, error) {
 		return 0, fmt.Errorf("invalid page size %d in header", ps)
 	}
 	return ps, nil
+}
+
+// commitSize returns the database size in pages after a rollback-mode
+// commit. SQLite shrinks the file only after the commit point (after the
+// journal is gone, still under its lock), so the header's page count is the
+// truth when it is valid (its change counter equals the version-valid-for
+// number) and no larger than the file; otherwise the file size is.
+func commitSize(hdr []byte, size int64, ps uint32) uint32 {
+	filePages := uint32((size + int64(ps) - 1) / int64(ps))
+	if len(hdr) < 100 || size == 0 {
+		return filePages
+	}
+	n := binary.BigEndian.Uint32(hdr[28:32])
+	valid := binary.BigEndian.Uint32(hdr[24:28]) == binary.BigEndian.Uint32(hdr[92:96])
+	if valid && n > 0 && n <= filePages {
+		return n
+	}
+	return filePages
 }

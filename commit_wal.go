@@ -3,6 +3,8 @@ package litefs
 import (
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"slices"
 
 	"github.com/superfly/ltx"
@@ -21,21 +23,16 @@ func (db *DB) commitWAL() error {
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("read wal header of %s: %w", db.name, err)
 		}
-		db.wal = walCursor{} // empty or truncated WAL: nothing to commit
+		db.resetWAL() // empty or truncated WAL: nothing to commit
 		return nil
 	}
 	hdr, err := ParseWALHeader(hb[:])
 	if err != nil {
-		db.wal = walCursor{}
+		db.resetWAL()
 		return nil // not yet a valid WAL (header being written)
 	}
 
-	var r *WALReader
-	if db.wal.valid && db.wal.salt1 == hdr.Salt1 && db.wal.salt2 == hdr.Salt2 {
-		r = ResumeWALReader(f, hdr, db.wal.off, db.wal.s1, db.wal.s2)
-	} else {
-		r = NewWALReader(f, hdr)
-	}
+	r := db.walReader(f, hdr)
 	for {
 		c, ok, err := r.Next()
 		if err != nil {
@@ -52,6 +49,33 @@ func (db *DB) commitWAL() error {
 			return err
 		}
 	}
+}
+
+// walReader returns the reader that continues where the last scan stopped,
+// including its progress through an uncommitted tail, unless the WAL was
+// restarted (new salts) or SQLite wrote over that tail (a rollback).
+func (db *DB) walReader(f *os.File, hdr WALHeader) *WALReader {
+	low := db.walLow.Swap(math.MaxInt64)
+	r := db.walr
+	if r != nil && db.walrHdr.Salt1 == hdr.Salt1 && db.walrHdr.Salt2 == hdr.Salt2 {
+		if low < r.PendingEnd() {
+			r.Rewind()
+		}
+		return r
+	}
+	if db.wal.valid && db.wal.salt1 == hdr.Salt1 && db.wal.salt2 == hdr.Salt2 {
+		r = ResumeWALReader(f, hdr, db.wal.off, db.wal.s1, db.wal.s2)
+	} else {
+		r = NewWALReader(f, hdr)
+	}
+	db.walr, db.walrHdr = r, hdr
+	return r
+}
+
+// resetWAL forgets the WAL scan state (the WAL was truncated or removed).
+func (db *DB) resetWAL() {
+	db.wal = walCursor{}
+	db.walr = nil
 }
 
 // walTx describes one committed WAL transaction. Pages not in the

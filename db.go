@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/superfly/ltx"
 )
@@ -74,6 +76,9 @@ type DB struct {
 	forceFull  bool                // next commit must rewrite every page (page size change, foreign write)
 	journalHot bool                // the journal header holds the magic: a transaction is in progress
 	wal        walCursor           // how far the WAL has been turned into transactions
+	walr       *WALReader          // the WAL scan, kept between commits
+	walrHdr    WALHeader           // the WAL header walr reads against
+	walLow     atomic.Int64        // lowest WAL offset written since the last scan
 	unsynced   bool                // LTX files were written since the last sync
 	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
 	buf        bytes.Buffer        // reused LTX encoding buffer
@@ -92,6 +97,7 @@ type walCursor struct {
 func newDB(name, dir string, opts *StoreOptions) *DB {
 	db := &DB{name: name, dir: dir, opts: opts, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
 	db.log = opts.Logger.With("db", name)
+	db.walLow.Store(math.MaxInt64)
 	for i := range db.locks {
 		db.locks[i] = NewLockTable()
 	}

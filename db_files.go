@@ -59,6 +59,10 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		db.log.Error("refused WAL write: locking_mode=EXCLUSIVE is not supported in WAL mode; use locking_mode=NORMAL")
 		return 0, fmt.Errorf("%s: %w", db.name, ErrWALExclusive)
 	}
+	if kind == FileWAL {
+		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {
+		}
+	}
 	if kind == FileWAL && off == 0 {
 		// A new WAL header restarts the WAL over frames that must be
 		// recorded, and their LTX files written, first.
@@ -207,7 +211,7 @@ func (db *DB) Remove(kind FileKind) error {
 		if err := db.settleWAL(); err != nil {
 			return err
 		}
-		db.wal = walCursor{}
+		db.resetWAL()
 	case FileDatabase, FileLock:
 		return fmt.Errorf("remove %s %s: not a side file", db.name, kind)
 	}

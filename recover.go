@@ -63,7 +63,7 @@ func (db *DB) recover() error {
 			return fmt.Errorf("remove stale %s: %w", k, err)
 		}
 	}
-	db.wal = walCursor{}
+	db.resetWAL()
 	db.log.Info("database opened", "txid", db.pos.TXID.String(), "checksum", db.pos.PostApplyChecksum.String(), "pages", db.sums.PageN())
 	return nil
 }

@@ -114,6 +114,13 @@ type WALReader struct {
 	off    int64  // offset of the first frame not yet returned
 	s1, s2 uint32 // running checksum of the frame ending at off
 	buf    []byte // one frame: header then page data
+
+	// Progress through an uncommitted tail, kept so that the next Next
+	// verifies only frames written since (a long rolled-back or still
+	// running transaction would otherwise be re-read by every call).
+	pend           map[uint32]int64
+	pendOff        int64
+	pendS1, pendS2 uint32
 }
 
 // NewWALReader starts at the first frame (offset 32) of a WAL whose header is
@@ -153,10 +160,20 @@ func (r *WALReader) Next() (c WALCommit, ok bool, err error) {
 		r.buf = make([]byte, frameSize)
 	}
 	off, s1, s2 := r.off, r.s1, r.s2
-	var pages map[uint32]int64
+	pages := r.pend
+	if pages != nil {
+		off, s1, s2 = r.pendOff, r.pendS1, r.pendS2
+	}
+	stop := func() (WALCommit, bool, error) {
+		r.pend, r.pendOff, r.pendS1, r.pendS2 = pages, off, s1, s2
+		return WALCommit{}, false, nil
+	}
 	for {
 		if ok, err := r.readFrame(off); err != nil || !ok {
-			return WALCommit{}, false, err
+			if err != nil {
+				return WALCommit{}, false, err
+			}
+			return stop()
 		}
 		fh := r.buf[:WALFrameHeaderSize]
 		pgno := binary.BigEndian.Uint32(fh[0:])
@@ -164,13 +181,14 @@ func (r *WALReader) Next() (c WALCommit, ok bool, err error) {
 		if pgno == 0 ||
 			binary.BigEndian.Uint32(fh[8:]) != r.hdr.Salt1 ||
 			binary.BigEndian.Uint32(fh[12:]) != r.hdr.Salt2 {
-			return WALCommit{}, false, nil
+			return stop()
 		}
-		s1, s2 = walChecksum(r.hdr.BigEndianChecksum, fh[:8], s1, s2)
-		s1, s2 = walChecksum(r.hdr.BigEndianChecksum, r.buf[WALFrameHeaderSize:], s1, s2)
-		if s1 != binary.BigEndian.Uint32(fh[16:]) || s2 != binary.BigEndian.Uint32(fh[20:]) {
-			return WALCommit{}, false, nil
+		n1, n2 := walChecksum(r.hdr.BigEndianChecksum, fh[:8], s1, s2)
+		n1, n2 = walChecksum(r.hdr.BigEndianChecksum, r.buf[WALFrameHeaderSize:], n1, n2)
+		if n1 != binary.BigEndian.Uint32(fh[16:]) || n2 != binary.BigEndian.Uint32(fh[20:]) {
+			return stop()
 		}
+		s1, s2 = n1, n2
 		if pages == nil {
 			pages = make(map[uint32]int64, 4)
 		}
@@ -179,10 +197,24 @@ func (r *WALReader) Next() (c WALCommit, ok bool, err error) {
 		if commit != 0 {
 			c = WALCommit{Offset: r.off, End: off, Commit: commit, Pages: pages}
 			r.off, r.s1, r.s2 = off, s1, s2
+			r.pend = nil
 			return c, true, nil
 		}
 	}
 }
+
+// PendingEnd returns the offset up to which frames of the uncommitted tail
+// have been verified (Offset when there are none).
+func (r *WALReader) PendingEnd() int64 {
+	if r.pend == nil {
+		return r.off
+	}
+	return r.pendOff
+}
+
+// Rewind forgets the verified uncommitted tail: SQLite rolled it back and is
+// writing over it.
+func (r *WALReader) Rewind() { r.pend = nil }
 
 // readFrame reads the whole frame at off into r.buf. ok is false, with a nil
 // error, when the file ends before the frame does.
