@@ -169,7 +169,7 @@ func (db *DB) applyCommit(t *tx, changes []pageChange, sums *pageChecksums, pos 
 	db.pos = pos
 }
 
-// afterCommit runs strict verification and the commit hook.
+// afterCommit runs strict verification and tells the store's subscribers.
 func (db *DB) afterCommit() error {
 	if db.opts.StrictVerify {
 		sum, err := db.logicalChecksum()
@@ -182,9 +182,7 @@ func (db *DB) afterCommit() error {
 				db.name, db.pos.TXID, ErrChecksumMismatch, db.pos.PostApplyChecksum, sum)
 		}
 	}
-	if db.hook != nil {
-		db.hook(db, db.pos)
-	}
+	db.store.notify()
 	return nil
 }
 

@@ -56,11 +56,11 @@ func (k FileKind) String() string {
 // Lock order: mu before fmu. fmu guards only the files array so that reads
 // never wait for a commit.
 type DB struct {
-	name string
-	dir  string
-	log  *slog.Logger
-	opts *StoreOptions
-	hook func(db *DB, pos ltx.Pos) // called after each commit, with mu held
+	name  string
+	dir   string
+	log   *slog.Logger
+	opts  *StoreOptions
+	store *Store // the owning store: notified of every commit
 
 	fmu   sync.RWMutex
 	files [numFileKinds]*os.File // open backing files; nil when absent
@@ -93,9 +93,10 @@ type walCursor struct {
 	s1, s2       uint32
 }
 
-// newDB returns a DB for the directory dir; call recover before use.
-func newDB(name, dir string, opts *StoreOptions) *DB {
-	db := &DB{name: name, dir: dir, opts: opts, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
+// newDB returns a DB of store s for the directory dir; call recover before use.
+func newDB(s *Store, name, dir string) *DB {
+	opts := &s.opts
+	db := &DB{name: name, dir: dir, opts: opts, store: s, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
 	db.log = opts.Logger.With("db", name)
 	db.walLow.Store(math.MaxInt64)
 	for i := range db.locks {

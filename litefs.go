@@ -63,6 +63,9 @@ var (
 	ErrChecksumMismatch = errors.New("checksum mismatch")
 	ErrClosed           = errors.New("store closed")
 	ErrWALExclusive     = errors.New("locking_mode=EXCLUSIVE is not supported in WAL mode")
+	ErrClusterMismatch  = errors.New("cluster id mismatch")
+	ErrLTXNotFound      = errors.New("ltx file not found")
+	ErrPosMismatch      = errors.New("position mismatch")
 )
 
 // ValidateName reports whether name may name a database: a plain file name,

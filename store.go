@@ -30,6 +30,10 @@ type Store struct {
 	mu     sync.RWMutex
 	dbs    map[string]*DB
 	closed bool
+
+	subs subscribers
+	role roleState
+	inv  Invalidator // the FUSE layer's kernel cache invalidation
 }
 
 // OpenStore opens the data directory, creating it if needed, and recovers
@@ -45,6 +49,9 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
+	if err := s.loadIdentity(); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(s.dbsDir())
 	if err != nil {
 		return nil, fmt.Errorf("read data directory: %w", err)
@@ -57,7 +64,7 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 		if !e.IsDir() || ValidateName(e.Name()) != nil {
 			continue
 		}
-		db := newDB(e.Name(), filepath.Join(s.dbsDir(), e.Name()), &s.opts)
+		db := newDB(s, e.Name(), filepath.Join(s.dbsDir(), e.Name()))
 		if err := db.recover(); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("open database %q: %w", e.Name(), err)
@@ -113,7 +120,7 @@ func (s *Store) CreateDB(name string) (*DB, error) {
 	if db := s.dbs[name]; db != nil {
 		return db, fmt.Errorf("create %q: %w", name, ErrDatabaseExists)
 	}
-	db := newDB(name, filepath.Join(s.dbsDir(), name), &s.opts)
+	db := newDB(s, name, filepath.Join(s.dbsDir(), name))
 	if err := os.MkdirAll(db.LTXDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create database directory for %q: %w", name, err)
 	}
@@ -125,6 +132,7 @@ func (s *Store) CreateDB(name string) (*DB, error) {
 	}
 	s.dbs[name] = db
 	s.log.Info("database created", "db", name)
+	s.notify()
 	return db, nil
 }
 
@@ -145,6 +153,7 @@ func (s *Store) DeleteDB(name string) error {
 		return fmt.Errorf("delete %q: %w", name, err)
 	}
 	s.log.Info("database deleted", "db", name)
+	s.notify()
 	return nil
 }
 
