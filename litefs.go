@@ -66,6 +66,7 @@ var (
 	ErrClusterMismatch  = errors.New("cluster id mismatch")
 	ErrLTXNotFound      = errors.New("ltx file not found")
 	ErrPosMismatch      = errors.New("position mismatch")
+	ErrEmptyDatabase    = errors.New("database is empty")
 )
 
 // ValidateName reports whether name may name a database: a plain file name,

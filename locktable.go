@@ -79,10 +79,11 @@ type lockWaiter struct {
 // never overlap; and two locks of one owner with the same type and handle are
 // never adjacent (they are merged).
 type LockTable struct {
-	mu      sync.Mutex
-	locks   []Lock
-	buf     []Lock // spare backing array for apply, swapped with locks
-	waiters []*lockWaiter
+	mu       sync.Mutex
+	locks    []Lock
+	buf      []Lock // spare backing array for apply, swapped with locks
+	waiters  []*lockWaiter
+	barriers []Lock // ranges no other owner may newly lock (see Barrier)
 }
 
 // NewLockTable returns an empty lock table.
@@ -111,7 +112,7 @@ func (t *LockTable) TryLock(owner, handle uint64, pid uint32, typ LockType, star
 	if req.Start > req.End {
 		return true
 	}
-	if t.holderConflict(&req) >= 0 {
+	if t.holderConflict(&req) >= 0 || t.barrierConflict(&req) {
 		return false
 	}
 	t.apply(&req)
@@ -351,7 +352,7 @@ func (t *LockTable) removeLocks(drop func(*Lock) bool) {
 // a new request), can be granted now: no held lock conflicts with it and it
 // is not ordered behind an earlier conflicting waiter (see Lock).
 func (t *LockTable) grantable(req *Lock, pos int) bool {
-	if t.holderConflict(req) >= 0 {
+	if t.holderConflict(req) >= 0 || t.barrierConflict(req) {
 		return false
 	}
 	for _, w := range t.waiters[:pos] {
@@ -447,4 +448,47 @@ func appendOwner(set []uint64, owner uint64) []uint64 {
 		}
 	}
 	return append(set, owner)
+}
+
+// Barrier stops every owner but owner from newly locking [start, end] in a
+// way that conflicts with typ, until the returned function is called. Locks
+// already held are unaffected. The daemon raises a barrier before it waits
+// for SQLite's readers to leave (so that a steady stream of new readers
+// cannot starve it), then takes the locks it waited for; new readers meanwhile
+// fail with EAGAIN and retry, as SQLite does when busy.
+func (t *LockTable) Barrier(owner uint64, typ LockType, start, end uint64) (lift func()) {
+	b := Lock{Owner: owner, Type: typ, Start: start, End: clampLockEnd(end)}
+	t.mu.Lock()
+	t.barriers = append(t.barriers, b)
+	t.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			for i := range t.barriers {
+				if t.barriers[i] == b {
+					t.barriers = append(t.barriers[:i], t.barriers[i+1:]...)
+					break
+				}
+			}
+			if len(t.waiters) > 0 {
+				t.grantWaiters()
+			}
+		})
+	}
+}
+
+// barrierConflict reports whether req is stopped by another owner's barrier.
+func (t *LockTable) barrierConflict(req *Lock) bool {
+	if req.Type == LockUnlock {
+		return false
+	}
+	for i := range t.barriers {
+		b := &t.barriers[i]
+		if b.Owner != req.Owner && b.conflicts(req) {
+			return true
+		}
+	}
+	return false
 }

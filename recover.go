@@ -264,24 +264,22 @@ func (db *DB) verifyAgainstHistory(last *lastLTX) error {
 	if got == db.pos.PostApplyChecksum {
 		return nil
 	}
-	// The database file lost the newest transaction: it is in the state just
-	// before it (for a snapshot, before it means empty). Anything else was
-	// changed outside litefs and is never silently overwritten.
-	lost := got == last.hdr.PreApplyChecksum && !last.hdr.IsSnapshot()
-	if last.hdr.IsSnapshot() && db.sums.PageN() == 0 {
-		lost = true
+	// The database file lost all or part of the newest transaction (a power
+	// loss, or a replica killed half-way through applying it). An LTX file
+	// holds whole pages, so applying it again over such a state gives the
+	// committed state; the checksum then proves it. A file changed anywhere
+	// else still fails, and is never served.
+	db.log.Warn("database file does not match its history; applying the newest ltx file again",
+		"txid", last.hdr.MaxTXID.String(), "file_checksum", got.String(), "history_checksum", db.pos.PostApplyChecksum.String())
+	if _, _, err := applyLTXFile(last.path, db.file(FileDatabase)); err != nil {
+		return fmt.Errorf("re-apply %s: %w", filepath.Base(last.path), err)
 	}
-	if lost {
-		db.log.Info("re-applying the newest ltx file the database file lost", "txid", last.hdr.MaxTXID.String())
-		if _, _, err := applyLTXFile(last.path, db.file(FileDatabase)); err != nil {
-			return fmt.Errorf("re-apply %s: %w", filepath.Base(last.path), err)
-		}
-		if err := db.loadSums(); err != nil {
-			return err
-		}
-		if got = db.sums.Checksum(); got == db.pos.PostApplyChecksum {
-			return db.syncFile(FileDatabase)
-		}
+	if err := db.loadSums(); err != nil {
+		return err
+	}
+	if db.sums.Checksum() == db.pos.PostApplyChecksum {
+		db.log.Info("database recovered from its newest ltx file", "txid", last.hdr.MaxTXID.String())
+		return db.syncFile(FileDatabase)
 	}
 	return fmt.Errorf("database %q: %w: the database file has checksum %s but its LTX history (TXID %s) says %s; "+
 		"the file was changed outside litefs or damaged: restore it from a replica or a backup",

@@ -1,10 +1,7 @@
 package litefs
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -66,26 +63,4 @@ func (db *DB) OpenLTX(txid ltx.TXID) (*os.File, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s txid %s: %w", db.name, txid, ErrLTXNotFound)
-}
-
-// errNotImplemented marks API that is being built.
-var errNotImplemented = errors.New("not implemented yet")
-
-// WriteSnapshot writes the committed database as a snapshot LTX file (every
-// page; MinTXID 1, MaxTXID the current TXID) to w and returns its position.
-// Commits are held back only while the database is copied to a temporary
-// file; streaming to w happens after, so memory stays flat and writers wait
-// for a local copy, never for the network.
-func (db *DB) WriteSnapshot(ctx context.Context, w io.Writer) (ltx.Pos, error) {
-	return ltx.Pos{}, errNotImplemented
-}
-
-// ApplyLTX applies an LTX file received from the primary (a replica's
-// stream, or an import on the primary): a snapshot replaces the database,
-// any other file must start exactly at this database's position
-// (ErrPosMismatch otherwise). The whole file is read and verified before
-// the database is touched; readers in the mount wait only for the local
-// write, and see all of it or none of it.
-func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
-	return ltx.Pos{}, errNotImplemented
 }

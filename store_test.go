@@ -152,15 +152,20 @@ func TestRecover_RefusesDatabaseChangedOutsideHistory(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 	db, _ := s.CreateDB("a.db")
-	writeTx(t, db, makeSQLiteFile(t, 40))
+	first := makeSQLiteFile(t, 40)
+	writeTx(t, db, first)
+	second := append([]byte(nil), first...)
+	second[4096*2+50] ^= 0xff // the newest transaction changes page 3 only
+	writeTx(t, db, second)
 	s.Close()
 
+	// Page 5 is outside the newest transaction: re-applying it cannot help.
 	path := filepath.Join(dir, "dbs", "a.db", "database")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("corrupted!"), 3*4096+100); err != nil {
+	if _, err := f.WriteAt([]byte("corrupted!"), 4*4096+100); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -278,5 +283,27 @@ func TestValidateName_RefusesUnsafeNames(t *testing.T) {
 				t.Fatalf("error %v is not ErrInvalidName", err)
 			}
 		})
+	}
+}
+
+func TestRecover_CompletesAHalfAppliedNewestTransaction(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	db, _ := s.CreateDB("a.db")
+	first, second := makeSQLiteFile(t, 40), makeSQLiteFile(t, 45)
+	writeTx(t, db, first)
+	writeTx(t, db, second)
+	want := db.Pos()
+	s.Close()
+
+	// A crash while the newest transaction was being written: some of its
+	// pages landed, the rest did not.
+	half := append(append([]byte(nil), second[:len(second)/2]...), first[len(second)/2:]...)
+	if err := os.WriteFile(filepath.Join(dir, "dbs", "a.db", "database"), half, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTestStore(t, dir)
+	if got := s2.DB("a.db").Pos(); got != want {
+		t.Fatalf("position after recovery %v, want %v", got, want)
 	}
 }

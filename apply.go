@@ -1,0 +1,255 @@
+package litefs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// The daemon's own identity in the lock tables, when it keeps SQLite's
+// connections out of a database it changes underneath them.
+const (
+	daemonOwner  = ^uint64(0)
+	daemonHandle = ^uint64(0)
+)
+
+// ApplyLTX applies an LTX file received from the primary (a replica's
+// stream, or an import on the primary): a snapshot replaces the database,
+// any other file must start exactly at this database's position
+// (ErrPosMismatch otherwise). The whole file is read and verified, and its
+// post-apply checksum checked against this database, before anything is
+// touched; readers in the mount wait only for the local write, and see all
+// of it or none of it.
+func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
+	tmp, hdr, trailer, err := db.spoolLTX(r)
+	if err != nil {
+		return ltx.Pos{}, err
+	}
+	defer os.Remove(tmp) // a no-op once renamed into the history
+
+	if err := db.checkApplicable(tmp, hdr, trailer); err != nil {
+		return ltx.Pos{}, err
+	}
+	release, err := db.exclusive(ctx)
+	if err != nil {
+		return ltx.Pos{}, fmt.Errorf("apply to %s: wait for readers: %w", db.name, err)
+	}
+	defer release()
+
+	db.mu.Lock()
+	pos, err := db.applyLocked(tmp, hdr, trailer)
+	db.mu.Unlock()
+	if err != nil {
+		return ltx.Pos{}, err
+	}
+	if err := db.invalidateAfterApply(); err != nil {
+		db.log.Warn("kernel cache invalidation failed", "error", err)
+	}
+	db.store.notify()
+	return pos, nil
+}
+
+// spoolLTX copies r into a temporary file in the LTX directory and verifies
+// it completely (structure and file checksum).
+func (db *DB) spoolLTX(r io.Reader) (string, ltx.Header, ltx.Trailer, error) {
+	f, err := os.CreateTemp(db.LTXDir(), ".apply-*.tmp")
+	if err != nil {
+		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("spool ltx for %s: %w", db.name, err)
+	}
+	path := f.Name()
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("receive ltx for %s: %w", db.name, err)
+	}
+	hdr, trailer, err := readLTXFile(path, nil)
+	if err != nil {
+		os.Remove(path)
+		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("ltx for %s is invalid: %w", db.name, err)
+	}
+	return path, hdr, trailer, nil
+}
+
+// checkApplicable refuses a file that does not continue this database's
+// history, or whose post-apply checksum would not come out.
+func (db *DB) checkApplicable(path string, hdr ltx.Header, trailer ltx.Trailer) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
+		return fmt.Errorf("%s: %w: the file starts after %s/%s, this database is at %s/%s", db.name, ErrPosMismatch,
+			hdr.PreApplyPos().TXID, hdr.PreApplyChecksum, db.pos.TXID, db.pos.PostApplyChecksum)
+	}
+	fresh := hdr.IsSnapshot() || hdr.PageSize != db.pageSize
+	view := pageChecksums{pageSize: hdr.PageSize, sum: db.sums.sum}
+	if fresh {
+		view.sum = 0
+	} else {
+		for pgno := hdr.Commit + 1; pgno <= db.sums.PageN(); pgno++ {
+			view.sum ^= db.sums.Get(pgno)
+		}
+	}
+	_, _, err := readLTXFile(path, func(h ltx.Header, pgno uint32, data []byte) error {
+		if !fresh {
+			view.sum ^= db.sums.Get(pgno)
+		}
+		view.sum ^= PageChecksum(pgno, data)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read ltx for %s: %w", db.name, err)
+	}
+	if got := view.Checksum(); got != trailer.PostApplyChecksum {
+		return fmt.Errorf("%s: %w: applying TXID %s would give %s, the file says %s", db.name, ErrChecksumMismatch,
+			hdr.MaxTXID, got, trailer.PostApplyChecksum)
+	}
+	return nil
+}
+
+// applyLocked writes a verified LTX file into the history and the database
+// file, and moves the position. The file goes into the history first: a
+// crash half-way leaves a database that recovery completes from it.
+func (db *DB) applyLocked(tmp string, hdr ltx.Header, trailer ltx.Trailer) (ltx.Pos, error) {
+	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
+		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
+	}
+	if err := db.ltxw.drain(); err != nil {
+		return ltx.Pos{}, fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
+	if err := os.Rename(tmp, filepath.Join(db.LTXDir(), name)); err != nil {
+		return ltx.Pos{}, fmt.Errorf("store ltx for %s: %w", db.name, err)
+	}
+	db.unsynced = true
+	if hdr.IsSnapshot() {
+		db.removeHistoryBefore(name)
+	}
+	f := db.file(FileDatabase)
+	if _, _, err := applyLTXFile(filepath.Join(db.LTXDir(), name), f); err != nil {
+		return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
+	}
+	if err := db.loadSumsAfterApply(hdr); err != nil {
+		return ltx.Pos{}, err
+	}
+	db.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
+	db.pageSize = hdr.PageSize
+	db.resetDirty()
+	if got := db.sums.Checksum(); got != db.pos.PostApplyChecksum {
+		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
+	}
+	return db.pos, nil
+}
+
+// loadSumsAfterApply brings the page checksum cache up to date with the
+// database file after an LTX file was written into it.
+func (db *DB) loadSumsAfterApply(hdr ltx.Header) error {
+	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {
+		db.pageSize = hdr.PageSize
+		return db.loadSums()
+	}
+	db.sums.Truncate(hdr.Commit)
+	_, _, err := readLTXFile(filepath.Join(db.LTXDir(), ltxFileName(hdr.MinTXID, hdr.MaxTXID)), func(h ltx.Header, pgno uint32, data []byte) error {
+		db.sums.Set(pgno, PageChecksum(pgno, data))
+		return nil
+	})
+	return err
+}
+
+// removeHistoryBefore deletes every LTX file but keep: after a snapshot the
+// older history no longer leads to this database.
+func (db *DB) removeHistoryBefore(keep string) {
+	files, err := listLTX(db.LTXDir())
+	if err != nil {
+		return
+	}
+	for _, r := range files {
+		if name := ltxFileName(r.min, r.max); name != keep {
+			_ = os.Remove(filepath.Join(db.LTXDir(), name))
+		}
+	}
+}
+
+// headerWAL reports whether the database file's header says WAL mode.
+func (db *DB) headerWAL() bool {
+	f := db.file(FileDatabase)
+	if f == nil {
+		return false
+	}
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], 18); err != nil {
+		return false
+	}
+	return b[0] == 2 && b[1] == 2
+}
+
+// exclusive takes the locks that keep every SQLite connection of the mount
+// out of the database while the daemon changes it: in rollback mode
+// SQLite's EXCLUSIVE lock (PENDING, RESERVED and the SHARED range); in WAL
+// mode the WAL write, checkpoint, recovery and every read-mark lock. A
+// barrier stops new readers first, so a steady stream of them cannot starve
+// the apply; they retry as SQLite does when busy.
+func (db *DB) exclusive(ctx context.Context) (release func(), err error) {
+	kind, ranges := FileDatabase, [][2]uint64{
+		{PendingByte, PendingByte}, {ReservedByte, ReservedByte}, {SharedFirst, SharedFirst + SharedSize - 1},
+	}
+	if db.headerWAL() {
+		kind, ranges = FileSHM, [][2]uint64{{WALWriteLockByte, WALReadLockByte0 + 4}}
+	}
+	t := db.locks[kind]
+	for _, r := range ranges {
+		defer t.Barrier(daemonOwner, LockWrite, r[0], r[1])()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	unlock := func() {
+		for _, r := range ranges {
+			t.TryLock(daemonOwner, daemonHandle, 0, LockUnlock, r[0], r[1])
+		}
+	}
+	for _, r := range ranges {
+		if err := t.Lock(ctx, daemonOwner, daemonHandle, 0, LockWrite, r[0], r[1]); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	if kind == FileSHM {
+		if err := db.resetWALIndex(); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	return unlock, nil
+}
+
+// resetWALIndex zeroes both copies of the WAL-index header in -shm while
+// every connection is locked out, so that the next one to read rebuilds it
+// and every connection drops its page cache: in WAL mode that header, not
+// the database file, is how SQLite notices that the database changed.
+func (db *DB) resetWALIndex() error {
+	if db.file(FileSHM) == nil {
+		return nil
+	}
+	// Dirty pages mapped by connections go back to the file first...
+	if err := db.store.invalidate(db.name, FileSHM); err != nil {
+		return fmt.Errorf("flush -shm of %s: %w", db.name, err)
+	}
+	if f := db.file(FileSHM); f != nil {
+		if _, err := f.WriteAt(make([]byte, 96), 0); err != nil {
+			return fmt.Errorf("reset wal index of %s: %w", db.name, err)
+		}
+	}
+	// ...and pages read in meanwhile are dropped again.
+	return db.store.invalidate(db.name, FileSHM)
+}
+
+// invalidateAfterApply drops the kernel's cached pages of the database file.
+func (db *DB) invalidateAfterApply() error {
+	return db.store.invalidate(db.name, FileDatabase)
+}

@@ -1,0 +1,131 @@
+package litefs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"testing"
+)
+
+// shipAll applies every LTX file of src after dst's position to dst.
+func shipAll(t *testing.T, src, dst *DB) {
+	t.Helper()
+	for txid := dst.Pos().TXID + 1; txid <= src.Pos().TXID; txid++ {
+		f, err := src.OpenLTX(txid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.ApplyLTX(context.Background(), f); err != nil {
+			f.Close()
+			t.Fatalf("apply txid %s: %v", txid, err)
+		}
+		f.Close()
+	}
+}
+
+func TestApplyLTX_ReplicaConvergesToPrimary(t *testing.T) {
+	primary := openTestStore(t, t.TempDir())
+	replica := openTestStore(t, t.TempDir())
+	pdb, _ := primary.CreateDB("a.db")
+	rdb, _ := replica.CreateDB("a.db")
+	for _, rows := range []int{10, 50, 20, 35} {
+		writeTx(t, pdb, makeSQLiteFile(t, rows))
+		shipAll(t, pdb, rdb)
+		if got, want := rdb.Pos(), pdb.Pos(); got != want {
+			t.Fatalf("replica at %v, primary at %v", got, want)
+		}
+	}
+	a, _ := os.ReadFile(pdb.path(FileDatabase))
+	b, _ := os.ReadFile(rdb.path(FileDatabase))
+	if !bytes.Equal(a, b) {
+		t.Fatal("replica database file differs from the primary's")
+	}
+}
+
+func TestApplyLTX_RefusesFileThatDoesNotContinueHistory(t *testing.T) {
+	primary := openTestStore(t, t.TempDir())
+	replica := openTestStore(t, t.TempDir())
+	pdb, _ := primary.CreateDB("a.db")
+	rdb, _ := replica.CreateDB("a.db")
+	writeTx(t, pdb, makeSQLiteFile(t, 10))
+	writeTx(t, pdb, makeSQLiteFile(t, 20))
+	f, err := pdb.OpenLTX(2) // the replica is at 0: TXID 2 does not follow
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := rdb.ApplyLTX(context.Background(), f); !errors.Is(err, ErrPosMismatch) {
+		t.Fatalf("apply error %v, want ErrPosMismatch", err)
+	}
+	if rdb.Pos().TXID != 0 {
+		t.Fatal("a refused file moved the position")
+	}
+}
+
+func TestApplyLTX_RefusesDamagedFile(t *testing.T) {
+	primary := openTestStore(t, t.TempDir())
+	replica := openTestStore(t, t.TempDir())
+	pdb, _ := primary.CreateDB("a.db")
+	rdb, _ := replica.CreateDB("a.db")
+	writeTx(t, pdb, makeSQLiteFile(t, 10))
+	f, _ := pdb.OpenLTX(1)
+	b, _ := readAllClose(f)
+	for _, bad := range [][]byte{b[:len(b)/2], append(append([]byte{}, b[:200]...), append([]byte{b[200] ^ 1}, b[201:]...)...), []byte("not an ltx file")} {
+		if _, err := rdb.ApplyLTX(context.Background(), bytes.NewReader(bad)); err == nil {
+			t.Fatal("a damaged file was applied")
+		}
+	}
+	if rdb.Pos().TXID != 0 {
+		t.Fatal("a refused file moved the position")
+	}
+	if fi, _ := os.Stat(rdb.path(FileDatabase)); fi.Size() != 0 {
+		t.Fatal("a refused file changed the database")
+	}
+}
+
+func TestWriteSnapshot_ReplacesDivergedReplica(t *testing.T) {
+	primary := openTestStore(t, t.TempDir())
+	replica := openTestStore(t, t.TempDir())
+	pdb, _ := primary.CreateDB("a.db")
+	rdb, _ := replica.CreateDB("a.db")
+	writeTx(t, pdb, makeSQLiteFile(t, 30))
+	writeTx(t, pdb, makeSQLiteFile(t, 40))
+	writeTx(t, rdb, makeSQLiteFile(t, 5)) // its own, diverged history
+
+	var buf bytes.Buffer
+	pos, err := pdb.WriteSnapshot(context.Background(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos != pdb.Pos() {
+		t.Fatalf("snapshot at %v, primary at %v", pos, pdb.Pos())
+	}
+	got, err := rdb.ApplyLTX(context.Background(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != pos {
+		t.Fatalf("replica at %v after snapshot, want %v", got, pos)
+	}
+	writeTx(t, pdb, makeSQLiteFile(t, 45))
+	shipAll(t, pdb, rdb) // history continues after the snapshot
+	if rdb.Pos() != pdb.Pos() {
+		t.Fatalf("replica at %v, primary at %v", rdb.Pos(), pdb.Pos())
+	}
+}
+
+func TestWriteSnapshot_EmptyDatabaseHasNone(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	db, _ := s.CreateDB("a.db")
+	if _, err := db.WriteSnapshot(context.Background(), &bytes.Buffer{}); !errors.Is(err, ErrEmptyDatabase) {
+		t.Fatalf("error %v, want ErrEmptyDatabase", err)
+	}
+}
+
+func readAllClose(f *os.File) ([]byte, error) {
+	defer f.Close()
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(f)
+	return buf.Bytes(), err
+}

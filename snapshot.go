@@ -1,0 +1,182 @@
+package litefs
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/superfly/ltx"
+)
+
+// WriteSnapshot writes the committed database as a snapshot LTX file (every
+// page; MinTXID 1, MaxTXID the current TXID) to w and returns its position.
+// Commits are held back only while the database is copied to a temporary
+// file; streaming to w happens after, so memory stays flat and writers wait
+// for a local copy, never for the network. An empty database (TXID 0) has no
+// snapshot: ErrEmptyDatabase.
+func (db *DB) WriteSnapshot(ctx context.Context, w io.Writer) (ltx.Pos, error) {
+	img, err := db.copyCommitted(ctx)
+	if err != nil {
+		return ltx.Pos{}, err
+	}
+	defer img.close()
+
+	bw := bufio.NewWriterSize(w, 256<<10)
+	enc, err := ltx.NewEncoder(bw)
+	if err != nil {
+		return ltx.Pos{}, fmt.Errorf("snapshot encoder: %w", err)
+	}
+	hdr := ltx.Header{
+		Version: ltx.Version, PageSize: img.pageSize, Commit: img.commit,
+		MinTXID: 1, MaxTXID: img.pos.TXID, Timestamp: time.Now().UnixMilli(),
+	}
+	if err := enc.EncodeHeader(hdr); err != nil {
+		return ltx.Pos{}, fmt.Errorf("snapshot header of %s: %w", db.name, err)
+	}
+	buf := make([]byte, img.pageSize)
+	lockPgno := ltx.LockPgno(img.pageSize)
+	for pgno := uint32(1); pgno <= img.commit; pgno++ {
+		if pgno == lockPgno {
+			continue
+		}
+		if pgno%1024 == 0 && ctx.Err() != nil {
+			return ltx.Pos{}, ctx.Err()
+		}
+		if _, err := img.f.ReadAt(buf, int64(pgno-1)*int64(img.pageSize)); err != nil {
+			return ltx.Pos{}, fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, buf); err != nil {
+			return ltx.Pos{}, fmt.Errorf("snapshot of %s: %w", db.name, err)
+		}
+	}
+	enc.SetPostApplyChecksum(img.pos.PostApplyChecksum)
+	if err := enc.Close(); err != nil {
+		return ltx.Pos{}, fmt.Errorf("snapshot of %s: %w", db.name, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return ltx.Pos{}, fmt.Errorf("send snapshot of %s: %w", db.name, err)
+	}
+	return img.pos, nil
+}
+
+// dbImage is a private copy of a committed database state.
+type dbImage struct {
+	f        *os.File
+	pos      ltx.Pos
+	pageSize uint32
+	commit   uint32
+}
+
+func (img *dbImage) close() {
+	img.f.Close()
+	os.Remove(img.f.Name())
+}
+
+// copyCommitted copies the committed database into a temporary file. In
+// rollback mode it holds a SHARED lock so no writer can put uncommitted
+// pages into the file meanwhile; in WAL mode it lays the WAL's recorded
+// transactions over the database file while db.mu keeps checkpoints out.
+func (db *DB) copyCommitted(ctx context.Context) (*dbImage, error) {
+	if !db.walMode() {
+		release, err := db.sharedLock(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
+		}
+		defer release()
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.pos.TXID == 0 {
+		return nil, fmt.Errorf("snapshot of %s: %w", db.name, ErrEmptyDatabase)
+	}
+	if db.journalHot && len(db.dirty) > 0 {
+		return nil, fmt.Errorf("snapshot of %s: an interrupted transaction is waiting to be rolled back; try again", db.name)
+	}
+	walPages, err := db.recordedWALPages()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
+	}
+	f, err := os.CreateTemp(db.LTXDir(), ".snapshot-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
+	}
+	img := &dbImage{f: f, pos: db.pos, pageSize: db.pageSize, commit: db.sums.PageN()}
+	if err := db.copyPages(img, walPages); err != nil {
+		img.close()
+		return nil, err
+	}
+	return img, nil
+}
+
+// copyPages writes the committed pages into img.f: from the WAL where it
+// holds a recorded version, else from the database file.
+func (db *DB) copyPages(img *dbImage, walPages map[uint32]int64) error {
+	dbf, wal := db.file(FileDatabase), db.file(FileWAL)
+	buf := make([]byte, img.pageSize)
+	for pgno := uint32(1); pgno <= img.commit; pgno++ {
+		src, off := dbf, int64(pgno-1)*int64(img.pageSize)
+		if woff, ok := walPages[pgno]; ok && wal != nil {
+			src, off = wal, woff
+		}
+		n, err := src.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+		}
+		clear(buf[n:])
+		if _, err := img.f.WriteAt(buf, int64(pgno-1)*int64(img.pageSize)); err != nil {
+			return fmt.Errorf("snapshot of %s: write page %d: %w", db.name, pgno, err)
+		}
+	}
+	return nil
+}
+
+// recordedWALPages maps each page to the WAL offset of its newest version
+// among the transactions already recorded (up to the cursor). db.mu is held.
+func (db *DB) recordedWALPages() (map[uint32]int64, error) {
+	wal := db.file(FileWAL)
+	if wal == nil || !db.wal.valid {
+		return nil, nil
+	}
+	var hb [WALHeaderSize]byte
+	if _, err := wal.ReadAt(hb[:], 0); err != nil {
+		return nil, fmt.Errorf("read wal header: %w", err)
+	}
+	hdr, err := ParseWALHeader(hb[:])
+	if err != nil {
+		return nil, fmt.Errorf("parse wal header: %w", err)
+	}
+	pages := make(map[uint32]int64)
+	r := NewWALReader(wal, hdr)
+	for r.Offset() < db.wal.off {
+		c, ok, err := r.Next()
+		if err != nil {
+			return nil, err
+		} else if !ok {
+			break
+		}
+		for pgno, off := range c.Pages {
+			pages[pgno] = off
+		}
+	}
+	return pages, nil
+}
+
+// sharedLock takes SQLite's SHARED lock on the database as the daemon, the
+// way SQLite does (through PENDING), so no writer can change the file.
+func (db *DB) sharedLock(ctx context.Context) (release func(), err error) {
+	t := db.locks[FileDatabase]
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := t.Lock(ctx, daemonOwner, daemonHandle, 0, LockRead, PendingByte, PendingByte); err != nil {
+		return nil, err
+	}
+	err = t.Lock(ctx, daemonOwner, daemonHandle, 0, LockRead, SharedFirst, SharedFirst+SharedSize-1)
+	t.TryLock(daemonOwner, daemonHandle, 0, LockUnlock, PendingByte, PendingByte)
+	if err != nil {
+		return nil, err
+	}
+	return func() { t.TryLock(daemonOwner, daemonHandle, 0, LockUnlock, SharedFirst, SharedFirst+SharedSize-1) }, nil
+}
