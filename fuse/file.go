@@ -40,6 +40,9 @@ func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
 		return n.fs.errno("getattr", err)
 	}
 	a.Mode = 0o644
+	if n.kind == litefs.FileDatabase && n.fs.readOnly() {
+		a.Mode = 0o444
+	}
 	if fi != nil {
 		a.Size = uint64(fi.Size())
 		a.Mtime, a.Ctime, a.Atime = fi.ModTime(), fi.ModTime(), fi.ModTime()
@@ -56,6 +59,11 @@ func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
 		return nil, syscall.ENOENT
 	}
+	if n.fs.readOnly() && !req.Flags.IsReadOnly() && (n.kind == litefs.FileDatabase || n.kind == litefs.FileJournal) {
+		// SQLite then opens the file read-only, so a write reports
+		// SQLITE_READONLY ("attempt to write a readonly database").
+		return nil, syscall.EACCES
+	}
 	if req.Flags&fuse.OpenTruncate != 0 && n.kind != litefs.FileLock {
 		if err := n.db.Truncate(n.kind, 0); err != nil {
 			return nil, n.fs.errno("open", err)
@@ -70,6 +78,10 @@ func (n *fileNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *
 	if req.Valid.Size() {
 		if n.kind == litefs.FileLock {
 			return syscall.EPERM
+		}
+		if n.fs.readOnly() && n.kind != litefs.FileSHM {
+			n.fs.log.Warn("refused truncate on a replica", "db", n.db.Name(), "file", n.kind.String())
+			return syscall.EROFS
 		}
 		if err := n.db.Truncate(n.kind, int64(req.Size)); err != nil {
 			return n.fs.errno("truncate", err)
@@ -102,6 +114,10 @@ func (h *fileHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fu
 	if h.node.kind == litefs.FileLock {
 		h.node.fs.log.Warn("refused write to a lock file", "db", h.node.db.Name())
 		return syscall.EBADF
+	}
+	if h.node.fs.readOnly() && h.node.kind != litefs.FileSHM {
+		h.node.fs.log.Warn("refused write on a replica", "db", h.node.db.Name(), "file", h.node.kind.String())
+		return syscall.EROFS
 	}
 	n, err := h.node.db.WriteAt(h.node.kind, req.Data, req.Offset)
 	resp.Size = n

@@ -37,6 +37,7 @@ type FS struct {
 	mu    sync.Mutex
 	nodes map[string]fs.Node // stable node per file, so the kernel sees one inode
 	root  *rootNode
+	srv   *server // set while mounted
 }
 
 // NewFS returns a filesystem over store.
@@ -76,6 +77,10 @@ func (f *FS) Mount(ctx context.Context, dir string, opts Options, ready chan<- s
 	defer conn.Close()
 	srv := newServer(f, conn)
 	srv.debug = opts.Debug
+	f.mu.Lock()
+	f.srv = srv
+	f.mu.Unlock()
+	f.store.SetInvalidator(f)
 	done := make(chan error, 1)
 	go func() { done <- srv.serve() }()
 	if ready != nil {
@@ -149,3 +154,29 @@ func (f *FS) errno(op string, err error) error {
 	f.log.Error("i/o error", "op", op, "error", err)
 	return fuse.ToErrno(syscall.EIO)
 }
+
+// InvalidateFile drops the kernel's cached pages (and attributes) of one
+// file of a database, after the store changed it underneath. A file the
+// kernel does not know has nothing cached.
+func (f *FS) InvalidateFile(db string, kind litefs.FileKind) error {
+	f.mu.Lock()
+	n, srv := f.nodes[fileKey(db, kind)], f.srv
+	f.mu.Unlock()
+	if n == nil || srv == nil {
+		return nil
+	}
+	srv.mu.Lock()
+	id, ok := srv.ids[n]
+	srv.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := srv.conn.InvalidateNode(id, 0, 0); err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		return fmt.Errorf("invalidate %s %s: %w", db, kind, err)
+	}
+	return nil
+}
+
+// readOnly reports whether writes must be refused: on a replica every
+// database is read-only.
+func (f *FS) readOnly() bool { return !f.store.IsPrimary() }

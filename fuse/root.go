@@ -167,6 +167,10 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 		return n, h, err
 	}
 	db := r.fs.store.DB(e.db)
+	if r.fs.readOnly() && (e.file == litefs.FileDatabase || e.file == litefs.FileJournal) {
+		r.fs.log.Warn("refused create on a replica", "name", req.Name)
+		return nil, nil, syscall.EROFS
+	}
 	if e.file == litefs.FileDatabase && db == nil {
 		var err error
 		if db, err = r.fs.store.CreateDB(e.db); err != nil {
@@ -202,6 +206,10 @@ func (r *rootNode) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	}
 	if e.file == litefs.FileLock {
 		return syscall.EPERM
+	}
+	if r.fs.readOnly() && e.file != litefs.FileSHM && e.file != litefs.FileWAL {
+		r.fs.log.Warn("refused unlink on a replica", "name", req.Name)
+		return syscall.EROFS
 	}
 	if e.file == litefs.FileDatabase {
 		if err := r.fs.store.DeleteDB(e.db); err != nil {

@@ -62,13 +62,20 @@ func (f *FS) posText(name string) func() string {
 	}
 }
 
-// lagText returns the .lag text, milliseconds behind the primary. This node
-// is the primary (static lease), so it is never behind.
-func (f *FS) lagText() string { return fmt.Sprintf("%+011d\n", 0) }
+// lagText returns the .lag text: milliseconds behind the primary (0 on the
+// primary, 2147483647 before a replica's first catch-up).
+func (f *FS) lagText() string {
+	return fmt.Sprintf("%+011d\n", f.store.Lag().Milliseconds())
+}
 
 // primaryFileText returns the .primary text; empty means "this is the primary".
 func (f *FS) primaryFileText() string { return f.primaryText() }
 
-// primaryText returns the primary's hostname and a newline on a replica, and
-// "" on the primary.
-func (f *FS) primaryText() string { return "" }
+// primaryText returns the primary's hostname and a newline on a replica
+// connected to it, and "" on the primary (where .primary does not exist).
+func (f *FS) primaryText() string {
+	if p := f.store.Primary(); p != nil {
+		return p.Hostname + "\n"
+	}
+	return ""
+}
