@@ -49,7 +49,15 @@ func (f *FS) forgetDB(db string) {
 }
 
 func (f *FS) fileNode(db *litefs.DB, kind litefs.FileKind) *fileNode {
-	return f.node(fileKey(db.Name(), kind), func() fs.Node { return &fileNode{fs: f, db: db, kind: kind} }).(*fileNode)
+	key := fileKey(db.Name(), kind)
+	n := f.node(key, func() fs.Node { return &fileNode{fs: f, db: db, kind: kind} }).(*fileNode)
+	if n.db != db {
+		// The database was deleted and created again (a replica following
+		// its primary): a new inode for the new database.
+		f.forget(key)
+		n = f.node(key, func() fs.Node { return &fileNode{fs: f, db: db, kind: kind} }).(*fileNode)
+	}
+	return n
 }
 
 func (f *FS) posNode(db string) fs.Node {

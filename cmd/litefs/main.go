@@ -30,7 +30,14 @@ const usage = `litefs: replicated SQLite through a FUSE mount
 
 Usage:
   litefs mount [-config PATH] [-no-expand-env] [-- CMD ARGS...]
+  litefs import -name NAME [-url URL] PATH
+  litefs export -name NAME [-url URL] PATH
+  litefs status [-url URL] [-json]
   litefs version
+
+import, export and status talk to the local daemon's HTTP API (default -url
+http://localhost:20202). When the daemon has http.auth-token, set
+LITEFS_AUTH_TOKEN to it; it is sent as "Authorization: Bearer <token>".
 
 Run "litefs COMMAND -h" for a command's flags.`
 
@@ -63,6 +70,12 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	switch args[0] {
 	case "mount":
 		return runMount(ctx, args[1:])
+	case "import":
+		return runImport(ctx, args[1:], stdout)
+	case "export":
+		return runExport(ctx, args[1:], stdout)
+	case "status":
+		return runStatus(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "litefs %s (commit %s)\n", Version, Commit)
 		return nil
