@@ -1,0 +1,278 @@
+package http
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/litefs/litefs"
+)
+
+// The replication stream (POST /stream) is a sequence of frames. Every frame
+// starts with the same five bytes:
+//
+//	type:u8  meta_len:u32 (big-endian)  meta:[meta_len]byte
+//
+// and an LTX frame then carries the file itself, streamed:
+//
+//	body_len:u64 (big-endian)  body:[body_len]byte
+//
+// Meta by frame type:
+//
+//	LTX        the database name              (followed by the LTX file)
+//	Ready      8 bytes: time T, unix ms (big-endian int64)  (initial catch-up done)
+//	Heartbeat  8 bytes: time T, unix ms (big-endian int64)  (every second)
+//	Drop       the database name              (the database was deleted on the primary)
+//	End        a human-readable reason, may be empty (the primary closes the stream)
+//
+// In Ready and Heartbeat, T is the primary's clock at the start of its last
+// complete catch-up pass: every transaction committed on the primary before
+// T was sent before the frame. The replica's lag is derived from it.
+//
+// Database names are checked with litefs.ValidateName on both sides; meta is
+// at most MaxFrameMetaSize bytes and an LTX body at most MaxFrameBodySize.
+// Anything else (unknown type, oversized or malformed meta, a stream cut in
+// the middle of a frame) is an error that ends the stream.
+
+// FrameType identifies the kind of a stream frame.
+type FrameType uint8
+
+// Frame types of the replication stream.
+const (
+	FrameLTX       FrameType = 1 // one LTX file for one database
+	FrameReady     FrameType = 2 // initial catch-up done, as of Time
+	FrameHeartbeat FrameType = 3 // caught up as of Time; sent every second
+	FrameDrop      FrameType = 4 // database deleted on the primary
+	FrameEnd       FrameType = 5 // the primary ends the stream
+)
+
+// String returns the frame type's name for log lines and errors.
+func (t FrameType) String() string {
+	switch t {
+	case FrameLTX:
+		return "ltx"
+	case FrameReady:
+		return "ready"
+	case FrameHeartbeat:
+		return "heartbeat"
+	case FrameDrop:
+		return "drop"
+	case FrameEnd:
+		return "end"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
+
+// Frame size limits.
+const (
+	MaxFrameMetaSize = 4096    // bytes of meta in any frame
+	MaxFrameBodySize = 1 << 44 // bytes of an LTX file in one frame (16 TiB)
+)
+
+// ErrBadFrame is wrapped by every error about a malformed frame.
+var ErrBadFrame = errors.New("malformed stream frame")
+
+// Frame is one decoded frame. For an LTX frame, Body reads the LTX file; it
+// is valid until the next call to FrameReader.Next, and ends with
+// io.ErrUnexpectedEOF if the stream is cut before BodySize bytes.
+type Frame struct {
+	Type     FrameType
+	Name     string    // LTX, Drop: the database
+	Time     time.Time // Ready, Heartbeat: everything the primary committed before it was sent
+	Reason   string    // End: why the stream ends
+	Body     io.Reader // LTX: the file
+	BodySize int64     // LTX: the file's size
+}
+
+// FrameWriter encodes frames onto a stream.
+type FrameWriter struct {
+	w io.Writer
+}
+
+// NewFrameWriter returns a FrameWriter writing to w.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+
+// writeHeader writes the type, meta length and meta of a frame.
+func (fw *FrameWriter) writeHeader(typ FrameType, meta []byte) error {
+	if len(meta) > MaxFrameMetaSize {
+		return fmt.Errorf("write %s frame: meta is %d bytes, limit %d: %w", typ, len(meta), MaxFrameMetaSize, ErrBadFrame)
+	}
+	buf := make([]byte, 5, 5+len(meta))
+	buf[0] = byte(typ)
+	binary.BigEndian.PutUint32(buf[1:], uint32(len(meta)))
+	buf = append(buf, meta...)
+	if _, err := fw.w.Write(buf); err != nil {
+		return fmt.Errorf("write %s frame: %w", typ, err)
+	}
+	return nil
+}
+
+// WriteLTX writes an LTX frame for database name, copying exactly size
+// bytes of the file from r.
+func (fw *FrameWriter) WriteLTX(name string, r io.Reader, size int64) error {
+	if err := litefs.ValidateName(name); err != nil {
+		return fmt.Errorf("write ltx frame: %w", err)
+	}
+	if size < 0 || size > MaxFrameBodySize {
+		return fmt.Errorf("write ltx frame: body size %d out of range: %w", size, ErrBadFrame)
+	}
+	if err := fw.writeHeader(FrameLTX, []byte(name)); err != nil {
+		return err
+	}
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(size))
+	if _, err := fw.w.Write(n[:]); err != nil {
+		return fmt.Errorf("write ltx frame: %w", err)
+	}
+	copied, err := io.CopyN(fw.w, r, size)
+	if err != nil {
+		return fmt.Errorf("write ltx frame for %q: %d of %d bytes: %w", name, copied, size, err)
+	}
+	return nil
+}
+
+// WriteReady writes a Ready frame carrying t (millisecond precision).
+func (fw *FrameWriter) WriteReady(t time.Time) error { return fw.writeTime(FrameReady, t) }
+
+// WriteHeartbeat writes a Heartbeat frame carrying t (millisecond precision).
+func (fw *FrameWriter) WriteHeartbeat(t time.Time) error { return fw.writeTime(FrameHeartbeat, t) }
+
+// writeTime writes a frame whose meta is a time.
+func (fw *FrameWriter) writeTime(typ FrameType, t time.Time) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixMilli()))
+	return fw.writeHeader(typ, b[:])
+}
+
+// WriteDrop writes a Drop frame for database name.
+func (fw *FrameWriter) WriteDrop(name string) error {
+	if err := litefs.ValidateName(name); err != nil {
+		return fmt.Errorf("write drop frame: %w", err)
+	}
+	return fw.writeHeader(FrameDrop, []byte(name))
+}
+
+// WriteEnd writes an End frame with a reason (truncated to the meta limit).
+func (fw *FrameWriter) WriteEnd(reason string) error {
+	if len(reason) > MaxFrameMetaSize {
+		reason = reason[:MaxFrameMetaSize]
+	}
+	return fw.writeHeader(FrameEnd, []byte(reason))
+}
+
+// FrameReader decodes frames from a stream.
+type FrameReader struct {
+	r    *bufio.Reader
+	body *bodyReader // the previous LTX frame's body, drained by Next
+}
+
+// NewFrameReader returns a FrameReader reading from r.
+func NewFrameReader(r io.Reader) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Next returns the next frame. Any unread part of the previous frame's body
+// is skipped first. At a clean end of stream (between frames) it returns
+// io.EOF; a stream cut inside a frame is io.ErrUnexpectedEOF.
+func (fr *FrameReader) Next() (Frame, error) {
+	if fr.body != nil {
+		if _, err := io.Copy(io.Discard, fr.body); err != nil {
+			return Frame{}, fmt.Errorf("skip rest of ltx frame: %w", err)
+		}
+		fr.body = nil
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(fr.r, hdr[:1]); err != nil {
+		return Frame{}, err // io.EOF: clean end between frames
+	}
+	if _, err := io.ReadFull(fr.r, hdr[1:]); err != nil {
+		return Frame{}, fmt.Errorf("read frame header: %w", eofUnexpected(err))
+	}
+	typ := FrameType(hdr[0])
+	metaLen := binary.BigEndian.Uint32(hdr[1:])
+	if metaLen > MaxFrameMetaSize {
+		return Frame{}, fmt.Errorf("%s frame meta is %d bytes, limit %d: %w", typ, metaLen, MaxFrameMetaSize, ErrBadFrame)
+	}
+	meta := make([]byte, metaLen)
+	if _, err := io.ReadFull(fr.r, meta); err != nil {
+		return Frame{}, fmt.Errorf("read %s frame meta: %w", typ, eofUnexpected(err))
+	}
+	return fr.decode(typ, meta)
+}
+
+// decode interprets a frame's meta by type, and opens an LTX frame's body.
+func (fr *FrameReader) decode(typ FrameType, meta []byte) (Frame, error) {
+	f := Frame{Type: typ}
+	switch typ {
+	case FrameReady, FrameHeartbeat:
+		if len(meta) != 8 {
+			return f, fmt.Errorf("%s frame has %d bytes of meta, want 8: %w", typ, len(meta), ErrBadFrame)
+		}
+		f.Time = time.UnixMilli(int64(binary.BigEndian.Uint64(meta)))
+	case FrameEnd:
+		f.Reason = string(meta)
+	case FrameDrop, FrameLTX:
+		f.Name = string(meta)
+		if err := litefs.ValidateName(f.Name); err != nil {
+			return f, fmt.Errorf("%s frame: %w: %w", typ, ErrBadFrame, err)
+		}
+		if typ == FrameLTX {
+			return fr.openBody(f)
+		}
+	default:
+		return f, fmt.Errorf("unknown frame type %d: %w", uint8(typ), ErrBadFrame)
+	}
+	return f, nil
+}
+
+// openBody reads an LTX frame's body length and sets up its reader.
+func (fr *FrameReader) openBody(f Frame) (Frame, error) {
+	var n [8]byte
+	if _, err := io.ReadFull(fr.r, n[:]); err != nil {
+		return f, fmt.Errorf("read ltx frame length: %w", eofUnexpected(err))
+	}
+	size := binary.BigEndian.Uint64(n[:])
+	if size > MaxFrameBodySize {
+		return f, fmt.Errorf("ltx frame for %q is %d bytes, limit %d: %w", f.Name, size, uint64(MaxFrameBodySize), ErrBadFrame)
+	}
+	fr.body = &bodyReader{r: fr.r, n: int64(size)}
+	f.Body, f.BodySize = fr.body, int64(size)
+	return f, nil
+}
+
+// bodyReader reads exactly n bytes of a frame body; an early end of the
+// stream is io.ErrUnexpectedEOF, never a silent short file.
+type bodyReader struct {
+	r io.Reader
+	n int64
+}
+
+// Read implements io.Reader.
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF {
+		if b.n > 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		err = nil
+	}
+	return n, err
+}
+
+// eofUnexpected turns io.EOF inside a frame into io.ErrUnexpectedEOF.
+func eofUnexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
