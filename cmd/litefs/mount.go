@@ -14,6 +14,8 @@ import (
 
 	"github.com/litefs/litefs"
 	"github.com/litefs/litefs/fuse"
+	lhttp "github.com/litefs/litefs/http"
+	"golang.org/x/sync/errgroup"
 )
 
 // mountFlags are the command-line options of "litefs mount".
@@ -61,8 +63,8 @@ func loadMountConfig(mf *mountFlags) (*Config, error) {
 	if cfg.Lease.Type != "static" {
 		return nil, fmt.Errorf("config %s: lease.type %q is not available in this version: use static", path, cfg.Lease.Type)
 	}
-	if !cfg.Lease.Candidate {
-		return nil, fmt.Errorf("config %s: replicas (lease.candidate: false) are not available in this version", path)
+	if cfg.HTTP.TLS.Cert != "" || cfg.HTTP.TLS.CA != "" {
+		return nil, fmt.Errorf("config %s: http.tls is not available in this version", path)
 	}
 	return cfg, nil
 }
@@ -131,7 +133,42 @@ func runMount(ctx context.Context, args []string) error {
 	if err := fuse.CleanStaleMount(cfg.FUSE.Dir); err != nil {
 		return fmt.Errorf("clean up stale mount at %s: %w", cfg.FUSE.Dir, err)
 	}
-	return serveMount(ctx, stop, cfg, store, log)
+	return serveNode(ctx, stop, cfg, store, log)
+}
+
+// serveNode starts the HTTP API and, on a replica, the stream from the
+// primary, then serves the mount until it ends.
+func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+	replica := !cfg.Lease.Candidate
+	if replica {
+		store.SetReplica(&litefs.PrimaryInfo{Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL})
+	} else if _, err := store.EnsureClusterID(); err != nil {
+		return err
+	}
+	srv := lhttp.NewServer(store, lhttp.ServerOptions{
+		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
+		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
+		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag,
+	})
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	if replica {
+		g.Go(func() error {
+			return lhttp.RunReplica(gctx, store, lhttp.ReplicaOptions{
+				PrimaryURL: cfg.Lease.AdvertiseURL, PrimaryHostname: cfg.Lease.Hostname,
+				Databases: cfg.Lease.Databases, ReconnectDelay: cfg.Lease.ReconnectDelay,
+				AuthToken: cfg.HTTP.AuthToken, Logger: log,
+			})
+		})
+	}
+	g.Go(func() error {
+		defer stop() // the mount ended: stop the API and the stream too
+		return serveMount(gctx, stop, cfg, store, log)
+	})
+	return g.Wait()
 }
 
 // serveMount mounts the filesystem, runs the exec commands once it is
@@ -148,7 +185,11 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	case err := <-mounted:
 		return err
 	}
-	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", "primary")
+	role := "primary"
+	if !store.IsPrimary() {
+		role = "replica"
+	}
+	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", role)
 
 	var execErr error
 	if len(cfg.Exec) > 0 {
