@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Demo: start one litefs primary on loopback, write to a database through the
-# mount with the sqlite3 CLI, and show the transaction history litefs keeps.
+# Demo: start a litefs primary and a replica on loopback, write to a database
+# through the primary's mount with the sqlite3 CLI and read it on the replica.
 #
 # Run it with `make demo` (which builds bin/litefs and installs fuse3 and
 # sqlite3 if they are missing). LITEFS_BIN overrides the binary to run.
@@ -21,11 +21,8 @@ for cmd in fusermount3 sqlite3; do
 done
 
 WORK="$(mktemp -d /tmp/litefs-demo.XXXXXX)"
-DATA="$WORK/data"
-MNT="$WORK/mnt"
-CONFIG="$WORK/litefs.yml"
-LOG="$WORK/litefs.log"
-PID=""
+NODES=(primary replica)
+declare -A PID MNT LOG
 
 # is_mounted DIR: true while DIR is a mount point (read from the mount table,
 # so a dead FUSE mount does not hang or confuse the check).
@@ -33,22 +30,24 @@ is_mounted() {
 	awk -v p="$1" '$5 == p { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
-# cleanup runs on every exit: stop the daemon, remove the mount, delete the
-# temp dir; on failure it shows the end of the daemon's log first.
+# cleanup runs on every exit: stop the daemons, remove the mounts, delete the
+# temp dir; on failure it shows the end of the daemons' logs first.
 cleanup() {
 	local rc=$?
 	set +e
-	if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
-		kill -KILL "$PID" 2>/dev/null
-		wait "$PID" 2>/dev/null
-	fi
-	if is_mounted "$MNT"; then
-		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"
-	fi
-	if [[ $rc -ne 0 && -f "$LOG" ]]; then
-		echo "--- last lines of the litefs log ($LOG) ---" >&2
-		tail -n 40 "$LOG" >&2
-	fi
+	for n in "${NODES[@]}"; do
+		if [[ -n "${PID[$n]:-}" ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
+			kill -KILL "${PID[$n]}" 2>/dev/null
+			wait "${PID[$n]}" 2>/dev/null
+		fi
+		if [[ -n "${MNT[$n]:-}" ]] && is_mounted "${MNT[$n]}"; then
+			fusermount3 -u "${MNT[$n]}" 2>/dev/null || fusermount3 -uz "${MNT[$n]}"
+		fi
+		if [[ $rc -ne 0 && -f "${LOG[$n]:-}" ]]; then
+			echo "--- last lines of the $n log (${LOG[$n]}) ---" >&2
+			tail -n 30 "${LOG[$n]}" >&2
+		fi
+	done
 	rm -rf "$WORK"
 	exit "$rc"
 }
@@ -74,89 +73,104 @@ sql() {
 	sqlite3 -bail -cmd ".timeout 5000" "$1" "$2"
 }
 
-PORT="$(free_port)"
+PRIMARY_PORT="$(free_port)"
+REPLICA_PORT="$(free_port)"
 
-echo "==> Creating a work directory $WORK with data/ and mnt/"
-mkdir -p "$DATA" "$MNT"
-
-echo "==> Writing $CONFIG (static lease, this node is the primary, HTTP on 127.0.0.1:$PORT)"
-cat >"$CONFIG" <<EOF
+# start NODE PORT CANDIDATE: write NODE's litefs.yml and start it. With a
+# static lease, hostname and advertise-url name the primary on every node.
+start() {
+	local n=$1 port=$2 candidate=$3
+	MNT[$n]="$WORK/$n/mnt"
+	LOG[$n]="$WORK/$n/litefs.log"
+	mkdir -p "$WORK/$n/data" "${MNT[$n]}"
+	cat >"$WORK/$n/litefs.yml" <<EOF
 exit-on-error: false
 data:
-  dir: "$DATA"
+  dir: "$WORK/$n/data"
 fuse:
-  dir: "$MNT"
+  dir: "${MNT[$n]}"
 http:
-  addr: "127.0.0.1:$PORT"
+  addr: "127.0.0.1:$port"
 lease:
   type: static
-  candidate: true
+  candidate: $candidate
   hostname: primary
-  advertise-url: "http://127.0.0.1:$PORT"
+  advertise-url: "http://127.0.0.1:$PRIMARY_PORT"
 EOF
-cat "$CONFIG"
+	echo "==> Starting the $n (candidate: $candidate, HTTP on 127.0.0.1:$port, log ${LOG[$n]})"
+	"$BIN" mount -config "$WORK/$n/litefs.yml" >"${LOG[$n]}" 2>&1 &
+	PID[$n]=$!
+	for _ in $(seq 1 150); do
+		[[ -e "${MNT[$n]}/.lag" ]] && return 0
+		if ! kill -0 "${PID[$n]}" 2>/dev/null; then
+			echo "error: the $n exited before its mount was ready" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	echo "error: ${MNT[$n]}/.lag did not appear within 15 s" >&2
+	exit 1
+}
 
-echo "==> Starting litefs mount in the background (log: $LOG)"
-"$BIN" mount -config "$CONFIG" >"$LOG" 2>&1 &
-PID=$!
+# wait_pos DB: wait until the replica's position of DB equals the primary's.
+wait_pos() {
+	local want
+	want="$(cat "${MNT[primary]}/$1-pos")"
+	for _ in $(seq 1 100); do
+		[[ -e "${MNT[replica]}/$1-pos" && "$(cat "${MNT[replica]}/$1-pos")" == "$want" ]] && return 0
+		sleep 0.05
+	done
+	echo "error: the replica did not reach $want for $1 within 5 s" >&2
+	exit 1
+}
 
-echo "==> Waiting (up to 15 s) for the mount to come up ($MNT/.lag)"
-for _ in $(seq 1 150); do
-	[[ -e "$MNT/.lag" ]] && break
-	if ! kill -0 "$PID" 2>/dev/null; then
-		echo "error: litefs exited before the mount was ready" >&2
+# stop NODE: SIGTERM, wait, check that the mount is gone.
+stop() {
+	local n=$1 rc=0
+	kill -TERM "${PID[$n]}"
+	for _ in $(seq 1 100); do
+		kill -0 "${PID[$n]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "${PID[$n]}" || rc=$?
+	PID[$n]=""
+	if is_mounted "${MNT[$n]}"; then
+		echo "error: ${MNT[$n]} is still mounted after the $n exited" >&2
 		exit 1
 	fi
-	sleep 0.1
+	echo "    the $n exited with status $rc and its mount is gone"
+	[[ $rc -eq 0 ]]
+}
+
+start primary "$PRIMARY_PORT" true
+start replica "$REPLICA_PORT" false
+echo "    replica: .primary = $(cat "${MNT[replica]}/.primary")"
+
+P="${MNT[primary]}/demo.db"
+R="${MNT[replica]}/demo.db"
+echo "==> On the primary: creating demo.db in WAL mode with table t"
+sql "$P" "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, msg TEXT);"
+for msg in "hello" "from" "the primary"; do
+	echo "==> On the primary: inserting '$msg' in its own transaction"
+	sql "$P" "INSERT INTO t(msg) VALUES ('$msg');"
 done
-if [[ ! -e "$MNT/.lag" ]]; then
-	echo "error: $MNT/.lag did not appear within 15 s" >&2
+
+echo "==> Each committed transaction became one LTX file on the primary:"
+ls -l "$WORK/primary/data/dbs/demo.db/ltx/"
+
+wait_pos demo.db
+echo "==> Positions (TXID/checksum): primary $(cat "$P-pos"), replica $(cat "$R-pos")"
+echo "==> On the replica: reading the rows the primary wrote"
+sql "$R" "SELECT id, msg FROM t ORDER BY id;"
+echo "==> On the replica: lag behind the primary (ms) = $(cat "${MNT[replica]}/.lag")"
+
+echo "==> On the replica: a write without the HALT lock is refused:"
+if sql "$R" "INSERT INTO t(msg) VALUES ('from the replica');" 2>&1; then
+	echo "error: the replica accepted a write" >&2
 	exit 1
 fi
-echo "    .lag = $(cat "$MNT/.lag")"
 
-DB="$MNT/demo.db"
-echo "==> Creating demo.db in WAL mode with table t (through the mount)"
-sql "$DB" "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, msg TEXT);"
-
-for msg in "hello" "from" "litefs"; do
-	echo "==> Inserting '$msg' in its own transaction"
-	sql "$DB" "INSERT INTO t(msg) VALUES ('$msg');"
-done
-
-echo "==> Each committed transaction became one LTX file in data/dbs/demo.db/ltx/:"
-ls -l "$DATA/dbs/demo.db/ltx/"
-
-echo "==> Position of demo.db on this node (TXID/checksum) from $MNT/demo.db-pos:"
-cat "$MNT/demo.db-pos"
-
-echo "==> Reading the rows back:"
-sql "$DB" "SELECT id, msg FROM t ORDER BY id;"
-
-echo "==> Stopping litefs with SIGTERM"
-kill -TERM "$PID"
-for _ in $(seq 1 100); do
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-if kill -0 "$PID" 2>/dev/null; then
-	echo "error: litefs did not exit within 10 s of SIGTERM" >&2
-	exit 1
-fi
-rc=0
-wait "$PID" || rc=$?
-PID=""
-echo "    litefs exited with status $rc"
-
-echo "==> Checking that the mount is gone"
-if is_mounted "$MNT"; then
-	echo "error: $MNT is still mounted after litefs exited" >&2
-	exit 1
-fi
-echo "    $MNT is unmounted"
-
-if [[ $rc -ne 0 ]]; then
-	echo "error: litefs exited with status $rc" >&2
-	exit 1
-fi
-echo "==> Demo finished"
+echo "==> Stopping both nodes with SIGTERM"
+stop replica
+stop primary
+echo "==> Demo finished: writes on the primary appeared on the replica, which stayed read-only"
