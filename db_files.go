@@ -76,6 +76,20 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 	return f.WriteAt(p, off)
 }
 
+// commitJournal commits the transaction of a hot journal that stops being
+// hot (deleted, truncated to zero, header zeroed). The LTX file is written
+// before the caller carries out that journal operation. db.mu is held.
+func (db *DB) commitJournal() error {
+	if !db.journalHot {
+		return nil
+	}
+	if err := db.commitRollback(); err != nil {
+		return err
+	}
+	db.journalHot = false
+	return nil
+}
+
 // settleWAL records every committed WAL transaction and waits until their
 // LTX files are written. db.mu is held.
 func (db *DB) settleWAL() error {
@@ -123,9 +137,9 @@ func (db *DB) writeJournal(p []byte, off int64) (int, error) {
 	}
 	if off == 0 && len(p) >= len(JournalMagic) {
 		hot := bytes.Equal(p[:len(JournalMagic)], JournalMagic)
-		if db.journalHot && !hot {
+		if !hot {
 			// Header zeroed (PERSIST mode, exclusive locking mode): commit point.
-			if err := db.commitRollback(); err != nil {
+			if err := db.commitJournal(); err != nil {
 				return 0, err
 			}
 		}
@@ -151,11 +165,10 @@ func (db *DB) Truncate(kind FileKind, size int64) error {
 			db.sizeDirty = true
 		}
 	case FileJournal:
-		if size == 0 && db.journalHot {
-			if err := db.commitRollback(); err != nil {
+		if size == 0 {
+			if err := db.commitJournal(); err != nil {
 				return err
 			}
-			db.journalHot = false
 		}
 	case FileWAL:
 		if err := db.settleWAL(); err != nil {
@@ -201,11 +214,8 @@ func (db *DB) Remove(kind FileKind) error {
 	defer db.mu.Unlock()
 	switch kind {
 	case FileJournal:
-		if db.journalHot {
-			if err := db.commitRollback(); err != nil {
-				return err
-			}
-			db.journalHot = false
+		if err := db.commitJournal(); err != nil {
+			return err
 		}
 	case FileWAL:
 		if err := db.settleWAL(); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,38 +13,11 @@ import (
 
 const exportSynopsis = "litefs export -name NAME [-url URL] PATH"
 
-// exportOptions are the command-line options of "litefs export".
-type exportOptions struct {
-	name string
-	url  string
-	path string
-}
-
-// parseExportFlags parses the export command line.
-func parseExportFlags(args []string, stdout io.Writer) (*exportOptions, bool, error) {
-	var o exportOptions
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.StringVar(&o.name, "name", "", "name of the database to export (required)")
-	fs.StringVar(&o.url, "url", defaultURL, "URL of the local litefs daemon's HTTP API")
-	pos, help, err := parseCommandFlags(fs, args, exportSynopsis, stdout)
-	if help || err != nil {
-		return nil, help, err
-	}
-	if err := checkNameFlag("export", o.name); err != nil {
-		return nil, false, err
-	}
-	if len(pos) != 1 {
-		return nil, false, &usageError{msg: fmt.Sprintf("export: want exactly one PATH argument (where to write the copy), got %d", len(pos))}
-	}
-	o.path = pos[0]
-	return &o, false, nil
-}
-
 // runExport implements "litefs export": it downloads a consistent copy of a
 // database from GET /export and installs it at PATH atomically. PATH is
 // never half-written: on any error it is left as it was.
 func runExport(ctx context.Context, args []string, stdout io.Writer) error {
-	o, help, err := parseExportFlags(args, stdout)
+	o, help, err := parseTransferFlags("export", exportSynopsis, "name of the database to export (required)", "where to write the copy", args, stdout)
 	if help || err != nil {
 		return err
 	}

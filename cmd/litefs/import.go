@@ -17,28 +17,29 @@ import (
 
 const importSynopsis = "litefs import -name NAME [-url URL] PATH"
 
-// importOptions are the command-line options of "litefs import".
-type importOptions struct {
+// transferOptions are the command-line options of "litefs import" and
+// "litefs export": a database name, the daemon's URL and a local path.
+type transferOptions struct {
 	name string
 	url  string
 	path string
 }
 
-// parseImportFlags parses the import command line.
-func parseImportFlags(args []string, stdout io.Writer) (*importOptions, bool, error) {
-	var o importOptions
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
-	fs.StringVar(&o.name, "name", "", "name of the database to create or replace (required)")
+// parseTransferFlags parses the command line of import or export (cmd).
+func parseTransferFlags(cmd, synopsis, nameHelp, pathHelp string, args []string, stdout io.Writer) (*transferOptions, bool, error) {
+	var o transferOptions
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.StringVar(&o.name, "name", "", nameHelp)
 	fs.StringVar(&o.url, "url", defaultURL, "URL of the local litefs daemon's HTTP API")
-	pos, help, err := parseCommandFlags(fs, args, importSynopsis, stdout)
+	pos, help, err := parseCommandFlags(fs, args, synopsis, stdout)
 	if help || err != nil {
 		return nil, help, err
 	}
-	if err := checkNameFlag("import", o.name); err != nil {
+	if err := checkNameFlag(cmd, o.name); err != nil {
 		return nil, false, err
 	}
 	if len(pos) != 1 {
-		return nil, false, &usageError{msg: fmt.Sprintf("import: want exactly one PATH argument (the SQLite file to import), got %d", len(pos))}
+		return nil, false, &usageError{msg: fmt.Sprintf("%s: want exactly one PATH argument (%s), got %d", cmd, pathHelp, len(pos))}
 	}
 	o.path = pos[0]
 	return &o, false, nil
@@ -59,7 +60,7 @@ func checkNameFlag(cmd, name string) error {
 // SQLite database, then streams it to POST /import on the daemon, which
 // validates it fully and replaces or creates the database.
 func runImport(ctx context.Context, args []string, stdout io.Writer) error {
-	o, help, err := parseImportFlags(args, stdout)
+	o, help, err := parseTransferFlags("import", importSynopsis, "name of the database to create or replace (required)", "the SQLite file to import", args, stdout)
 	if help || err != nil {
 		return err
 	}
