@@ -92,8 +92,7 @@ func syncDir(dir string) error {
 // ltxRange is the TXID range of one LTX file in a database's history.
 type ltxRange struct{ min, max ltx.TXID }
 
-// listLTX returns the LTX files in dir sorted by TXID, and removes leftover
-// temporary files from an interrupted write.
+// listLTX returns the LTX files in dir sorted by TXID.
 func listLTX(dir string) ([]ltxRange, error) {
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
@@ -103,10 +102,6 @@ func listLTX(dir string) ([]ltxRange, error) {
 	}
 	var out []ltxRange
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
-			continue
-		}
 		min, max, err := ltx.ParseFilename(e.Name())
 		if err != nil {
 			continue // not ours; leave it alone
@@ -152,4 +147,21 @@ func decodeLTX(r io.Reader, fn func(hdr ltx.Header, pgno uint32, data []byte) er
 		return hdr, ltx.Trailer{}, fmt.Errorf("verify ltx: %w", err)
 	}
 	return hdr, dec.Trailer(), nil
+}
+
+// removeTempFiles deletes temporary files left in dir by an interrupted
+// write, spool or snapshot (only safe before anything else uses dir).
+func removeTempFiles(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read ltx dir: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove leftover %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
 }

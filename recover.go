@@ -33,6 +33,9 @@ func (db *DB) recover() error {
 	if err := os.MkdirAll(db.LTXDir(), 0o755); err != nil {
 		return fmt.Errorf("create ltx dir: %w", err)
 	}
+	if err := removeTempFiles(db.LTXDir()); err != nil {
+		return err
+	}
 	last, err := db.loadHistory()
 	if err != nil {
 		return err

@@ -36,26 +36,23 @@ func (s *Store) invalidate(db string, kind FileKind) error {
 // ErrLTXNotFound when no such file exists (retention removed it, or the
 // transaction does not exist yet).
 func (db *DB) OpenLTX(txid ltx.TXID) (*os.File, error) {
-	path := filepath.Join(db.LTXDir(), ltxFileName(txid, txid))
-	f, err := os.Open(path)
+	// LTX files are written in place (no rename), by the background writer
+	// or under db.mu: wait for both so a file is never read half-written.
+	db.mu.Lock()
+	err := db.ltxw.drain()
+	db.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	f, err := os.Open(filepath.Join(db.LTXDir(), ltxFileName(txid, txid)))
 	if err == nil {
 		return f, nil
 	} else if !os.IsNotExist(err) {
 		return nil, fmt.Errorf("open ltx %s of %s: %w", txid, db.name, err)
 	}
-	// Maybe still queued for the background writer, or a range file.
-	db.mu.Lock()
-	derr := db.ltxw.drain()
-	db.mu.Unlock()
-	if derr != nil {
-		return nil, fmt.Errorf("write ltx for %s: %w", db.name, derr)
-	}
-	if f, err = os.Open(path); err == nil {
-		return f, nil
-	}
-	files, lerr := listLTX(db.LTXDir())
-	if lerr != nil {
-		return nil, lerr
+	files, err := listLTX(db.LTXDir())
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range files {
 		if r.min == txid {
