@@ -1,6 +1,7 @@
 package litefs
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -26,13 +27,13 @@ const (
 // touched; readers in the mount wait only for the local write, and see all
 // of it or none of it.
 func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
-	tmp, hdr, trailer, err := db.spoolLTX(r)
+	in, err := db.spoolLTX(r)
 	if err != nil {
 		return ltx.Pos{}, err
 	}
-	defer os.Remove(tmp) // a no-op once renamed into the history
+	defer os.Remove(in.path) // a no-op once renamed into the history
 
-	if err := db.checkApplicable(tmp, hdr, trailer); err != nil {
+	if err := db.checkApplicable(in); err != nil {
 		return ltx.Pos{}, err
 	}
 	release, err := db.exclusive(ctx)
@@ -42,7 +43,7 @@ func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
 	defer release()
 
 	db.mu.Lock()
-	pos, err := db.applyLocked(tmp, hdr, trailer)
+	pos, err := db.applyLocked(in)
 	db.mu.Unlock()
 	if err != nil {
 		return ltx.Pos{}, err
@@ -54,35 +55,51 @@ func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
 	return pos, nil
 }
 
-// spoolLTX copies r into a temporary file in the LTX directory and verifies
-// it completely (structure and file checksum).
-func (db *DB) spoolLTX(r io.Reader) (string, ltx.Header, ltx.Trailer, error) {
+// incomingLTX is a received LTX file, spooled to disk and verified, with the
+// checksum of each of its pages (computed once, while it was received).
+type incomingLTX struct {
+	path    string
+	hdr     ltx.Header
+	trailer ltx.Trailer
+	pages   []pageChange
+}
+
+// spoolLTX copies r into a temporary file in the LTX directory while
+// decoding it: structure, file checksum and page checksums are all checked
+// in this one pass.
+func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 	f, err := os.CreateTemp(db.LTXDir(), ".apply-*.tmp")
 	if err != nil {
-		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("spool ltx for %s: %w", db.name, err)
+		return nil, fmt.Errorf("spool ltx for %s: %w", db.name, err)
 	}
-	path := f.Name()
-	_, err = io.Copy(f, r)
+	in := &incomingLTX{path: f.Name()}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	in.hdr, in.trailer, err = decodeLTX(io.TeeReader(r, bw), func(h ltx.Header, pgno uint32, data []byte) error {
+		in.pages = append(in.pages, pageChange{pgno: pgno, sum: PageChecksum(pgno, data)})
+		return nil
+	})
+	if err == nil {
+		_, err = io.Copy(bw, r) // keep whatever follows the trailer: the file stays whole
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path)
-		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("receive ltx for %s: %w", db.name, err)
+		os.Remove(in.path)
+		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
 	}
-	hdr, trailer, err := readLTXFile(path, nil)
-	if err != nil {
-		os.Remove(path)
-		return "", ltx.Header{}, ltx.Trailer{}, fmt.Errorf("ltx for %s is invalid: %w", db.name, err)
-	}
-	return path, hdr, trailer, nil
+	return in, nil
 }
 
 // checkApplicable refuses a file that does not continue this database's
 // history, or whose post-apply checksum would not come out.
-func (db *DB) checkApplicable(path string, hdr ltx.Header, trailer ltx.Trailer) error {
+func (db *DB) checkApplicable(in *incomingLTX) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	hdr := in.hdr
 	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
 		return fmt.Errorf("%s: %w: the file starts after %s/%s, this database is at %s/%s", db.name, ErrPosMismatch,
 			hdr.PreApplyPos().TXID, hdr.PreApplyChecksum, db.pos.TXID, db.pos.PostApplyChecksum)
@@ -96,19 +113,15 @@ func (db *DB) checkApplicable(path string, hdr ltx.Header, trailer ltx.Trailer) 
 			view.sum ^= db.sums.Get(pgno)
 		}
 	}
-	_, _, err := readLTXFile(path, func(h ltx.Header, pgno uint32, data []byte) error {
+	for _, p := range in.pages {
 		if !fresh {
-			view.sum ^= db.sums.Get(pgno)
+			view.sum ^= db.sums.Get(p.pgno)
 		}
-		view.sum ^= PageChecksum(pgno, data)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read ltx for %s: %w", db.name, err)
+		view.sum ^= p.sum
 	}
-	if got := view.Checksum(); got != trailer.PostApplyChecksum {
+	if got := view.Checksum(); got != in.trailer.PostApplyChecksum {
 		return fmt.Errorf("%s: %w: applying TXID %s would give %s, the file says %s", db.name, ErrChecksumMismatch,
-			hdr.MaxTXID, got, trailer.PostApplyChecksum)
+			hdr.MaxTXID, got, in.trailer.PostApplyChecksum)
 	}
 	return nil
 }
@@ -116,7 +129,8 @@ func (db *DB) checkApplicable(path string, hdr ltx.Header, trailer ltx.Trailer) 
 // applyLocked writes a verified LTX file into the history and the database
 // file, and moves the position. The file goes into the history first: a
 // crash half-way leaves a database that recovery completes from it.
-func (db *DB) applyLocked(tmp string, hdr ltx.Header, trailer ltx.Trailer) (ltx.Pos, error) {
+func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
+	hdr := in.hdr
 	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
 		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
 	}
@@ -124,42 +138,31 @@ func (db *DB) applyLocked(tmp string, hdr ltx.Header, trailer ltx.Trailer) (ltx.
 		return ltx.Pos{}, fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
 	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
-	if err := os.Rename(tmp, filepath.Join(db.LTXDir(), name)); err != nil {
+	path := filepath.Join(db.LTXDir(), name)
+	if err := os.Rename(in.path, path); err != nil {
 		return ltx.Pos{}, fmt.Errorf("store ltx for %s: %w", db.name, err)
 	}
 	db.unsynced = true
 	if hdr.IsSnapshot() {
 		db.removeHistoryBefore(name)
 	}
-	f := db.file(FileDatabase)
-	if _, _, err := applyLTXFile(filepath.Join(db.LTXDir(), name), f); err != nil {
+	if _, _, err := writeLTXPages(path, db.file(FileDatabase)); err != nil {
 		return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
 	}
-	if err := db.loadSumsAfterApply(hdr); err != nil {
-		return ltx.Pos{}, err
+	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {
+		db.sums.Reset(hdr.PageSize)
 	}
-	db.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
+	db.sums.Truncate(hdr.Commit)
+	for _, p := range in.pages {
+		db.sums.Set(p.pgno, p.sum)
+	}
+	db.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: in.trailer.PostApplyChecksum}
 	db.pageSize = hdr.PageSize
 	db.resetDirty()
 	if got := db.sums.Checksum(); got != db.pos.PostApplyChecksum {
 		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
 	}
 	return db.pos, nil
-}
-
-// loadSumsAfterApply brings the page checksum cache up to date with the
-// database file after an LTX file was written into it.
-func (db *DB) loadSumsAfterApply(hdr ltx.Header) error {
-	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {
-		db.pageSize = hdr.PageSize
-		return db.loadSums()
-	}
-	db.sums.Truncate(hdr.Commit)
-	_, _, err := readLTXFile(filepath.Join(db.LTXDir(), ltxFileName(hdr.MinTXID, hdr.MaxTXID)), func(h ltx.Header, pgno uint32, data []byte) error {
-		db.sums.Set(pgno, PageChecksum(pgno, data))
-		return nil
-	})
-	return err
 }
 
 // removeHistoryBefore deletes every LTX file but keep: after a snapshot the

@@ -38,15 +38,16 @@ func (db *DB) WriteSnapshot(ctx context.Context, w io.Writer) (ltx.Pos, error) {
 	}
 	buf := make([]byte, img.pageSize)
 	lockPgno := ltx.LockPgno(img.pageSize)
+	pages := bufio.NewReaderSize(io.NewSectionReader(img.f, 0, int64(img.commit)*int64(img.pageSize)), 1<<20)
 	for pgno := uint32(1); pgno <= img.commit; pgno++ {
-		if pgno == lockPgno {
-			continue
-		}
 		if pgno%1024 == 0 && ctx.Err() != nil {
 			return ltx.Pos{}, ctx.Err()
 		}
-		if _, err := img.f.ReadAt(buf, int64(pgno-1)*int64(img.pageSize)); err != nil {
+		if _, err := io.ReadFull(pages, buf); err != nil {
 			return ltx.Pos{}, fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+		}
+		if pgno == lockPgno {
+			continue
 		}
 		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, buf); err != nil {
 			return ltx.Pos{}, fmt.Errorf("snapshot of %s: %w", db.name, err)
@@ -111,21 +112,33 @@ func (db *DB) copyCommitted(ctx context.Context) (*dbImage, error) {
 	return img, nil
 }
 
-// copyPages writes the committed pages into img.f: from the WAL where it
-// holds a recorded version, else from the database file.
+// copyPages writes the committed pages into img.f: the database file in one
+// kernel-side copy, then the WAL's recorded versions over it.
 func (db *DB) copyPages(img *dbImage, walPages map[uint32]int64) error {
-	dbf, wal := db.file(FileDatabase), db.file(FileWAL)
+	size := int64(img.commit) * int64(img.pageSize)
+	src, err := os.Open(db.path(FileDatabase))
+	if err != nil {
+		return fmt.Errorf("snapshot of %s: %w", db.name, err)
+	}
+	defer src.Close()
+	if _, err := io.CopyN(img.f, src, size); err != nil && err != io.EOF {
+		return fmt.Errorf("snapshot of %s: copy database: %w", db.name, err)
+	}
+	if err := img.f.Truncate(size); err != nil {
+		return fmt.Errorf("snapshot of %s: %w", db.name, err)
+	}
+	wal := db.file(FileWAL)
+	if wal == nil {
+		return nil
+	}
 	buf := make([]byte, img.pageSize)
-	for pgno := uint32(1); pgno <= img.commit; pgno++ {
-		src, off := dbf, int64(pgno-1)*int64(img.pageSize)
-		if woff, ok := walPages[pgno]; ok && wal != nil {
-			src, off = wal, woff
+	for pgno, off := range walPages {
+		if pgno > img.commit {
+			continue
 		}
-		n, err := src.ReadAt(buf, off)
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+		if _, err := wal.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("snapshot of %s: read wal page %d: %w", db.name, pgno, err)
 		}
-		clear(buf[n:])
 		if _, err := img.f.WriteAt(buf, int64(pgno-1)*int64(img.pageSize)); err != nil {
 			return fmt.Errorf("snapshot of %s: write page %d: %w", db.name, pgno, err)
 		}
