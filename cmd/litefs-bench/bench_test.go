@@ -136,6 +136,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-duration", "2s", "-rows", "10", "-keep", "-json"}, false},
 		{[]string{"-duration", "0s"}, true},
 		{[]string{"-rows", "0"}, true},
+		{[]string{"-snapshot-mb", "20"}, false},
+		{[]string{"-snapshot-mb", "0"}, true},
+		{[]string{"-snapshot-mb", "-5"}, true},
 		{[]string{"extra"}, true},
 	}
 	for _, tt := range tests {
@@ -145,7 +148,7 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil, &strings.Builder{})
-	if err != nil || o.litefs != "bin/litefs" || o.duration != 3*time.Second || o.rows != 100000 {
+	if err != nil || o.litefs != "bin/litefs" || o.duration != 3*time.Second || o.rows != 100000 || o.snapshotMB != 200 {
 		t.Errorf("defaults = %+v, %v", o, err)
 	}
 }

@@ -22,9 +22,10 @@ const (
 )
 
 // workDir is the benchmark's temp directory: plain/ holds the baseline
-// databases, data/ is litefs's data directory and mnt/ its FUSE mount. All
-// three live on the same filesystem, so the only difference between a plain
-// run and a litefs run is litefs itself.
+// databases, data/ is the recording primary's data directory and mnt/ its
+// FUSE mount; bare-*, replica-* and snap-* belong to the other daemons. All
+// live on the same filesystem, so the only difference between a plain run
+// and a litefs run is litefs itself.
 type workDir struct {
 	root   string
 	plain  string
@@ -33,35 +34,56 @@ type workDir struct {
 	config string
 	log    string
 	bare   mountDirs // a second mount that records nothing: the cost of FUSE alone
+	// replica follows the primary for the lag figures; snap starts empty
+	// for the snapshot catch-up figure.
+	replica, snap mountDirs
 }
 
 // mountDirs are the paths of one daemon.
 type mountDirs struct{ data, mnt, config, log string }
 
-// newWorkDir creates the temp directory and its plain/, data/ and mnt/.
+// newWorkDir creates the temp directory, its plain/, data/ and mnt/ and the
+// data and mount directories of the other daemons.
 func newWorkDir() (*workDir, error) {
 	root, err := os.MkdirTemp("", "litefs-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir: %w", err)
 	}
 	w := &workDir{
-		root:   root,
-		plain:  filepath.Join(root, "plain"),
-		data:   filepath.Join(root, "data"),
-		mnt:    filepath.Join(root, "mnt"),
-		config: filepath.Join(root, "litefs.yml"),
-		log:    filepath.Join(root, "litefs.log"),
-		bare: mountDirs{
-			data: filepath.Join(root, "bare-data"), mnt: filepath.Join(root, "bare-mnt"),
-			config: filepath.Join(root, "bare.yml"), log: filepath.Join(root, "bare.log"),
-		},
+		root:    root,
+		plain:   filepath.Join(root, "plain"),
+		data:    filepath.Join(root, "data"),
+		mnt:     filepath.Join(root, "mnt"),
+		config:  filepath.Join(root, "litefs.yml"),
+		log:     filepath.Join(root, "litefs.log"),
+		bare:    namedDirs(root, "bare"),
+		replica: namedDirs(root, "replica"),
+		snap:    namedDirs(root, "snap"),
 	}
-	for _, dir := range []string{w.plain, w.data, w.mnt, w.bare.data, w.bare.mnt} {
+	dirs := []string{w.plain, w.data, w.mnt}
+	for _, m := range []mountDirs{w.bare, w.replica, w.snap} {
+		dirs = append(dirs, m.data, m.mnt)
+	}
+	for _, dir := range dirs {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return w, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
 	return w, nil
+}
+
+// namedDirs returns the paths of a daemon called name under root:
+// name-data/, name-mnt/, name.yml and name.log.
+func namedDirs(root, name string) mountDirs {
+	return mountDirs{
+		data: filepath.Join(root, name+"-data"), mnt: filepath.Join(root, name+"-mnt"),
+		config: filepath.Join(root, name+".yml"), log: filepath.Join(root, name+".log"),
+	}
+}
+
+// mounts returns every mount point of the benchmark's daemons.
+func (w *workDir) mounts() []string {
+	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt}
 }
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.
@@ -100,22 +122,40 @@ type daemon struct {
 	cmd     *exec.Cmd
 	mnt     string
 	log     string
+	url     string        // its HTTP API (set for a primary)
 	done    chan struct{} // closed when the process has exited
 	exitErr error         // the process's exit status; valid after done
 }
 
-// startDaemon writes the config, starts litefs and waits until the mount is
-// ready (<mnt>/.lag exists). On failure the daemon is already stopped.
+// startDaemon writes the config of a static primary, starts litefs and
+// waits until the mount is ready (<mnt>/.lag exists). On failure the daemon
+// is already stopped.
 func startDaemon(ctx context.Context, bin string, w *workDir, bare bool) (*daemon, error) {
 	dirs := mountDirs{data: w.data, mnt: w.mnt, config: w.config, log: w.log}
+	var env []string
 	if bare {
 		dirs = w.bare
+		env = []string{"LITEFS_BENCH_PASSTHROUGH=1"}
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(dirs.config, []byte(configYAML(dirs.data, dirs.mnt, port)), 0o644); err != nil {
+	d, err := launch(bin, dirs, configYAML(dirs.data, dirs.mnt, port), env)
+	if err != nil {
+		return nil, err
+	}
+	d.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := d.waitReady(ctx); err != nil {
+		return nil, errors.Join(err, d.stop())
+	}
+	return d, nil
+}
+
+// launch writes yaml to dirs.config and starts "litefs mount" on it with
+// env added to the environment, without waiting for the mount.
+func launch(bin string, dirs mountDirs, yaml string, env []string) (*daemon, error) {
+	if err := os.WriteFile(dirs.config, []byte(yaml), 0o644); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
 	logFile, err := os.Create(dirs.log)
@@ -125,8 +165,8 @@ func startDaemon(ctx context.Context, bin string, w *workDir, bare bool) (*daemo
 	defer logFile.Close() // the child keeps its own descriptor
 
 	cmd := exec.Command(bin, "mount", "-config", dirs.config)
-	if bare {
-		cmd.Env = append(os.Environ(), "LITEFS_BENCH_PASSTHROUGH=1")
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -141,10 +181,6 @@ func startDaemon(ctx context.Context, bin string, w *workDir, bare bool) (*daemo
 		d.exitErr = cmd.Wait()
 		close(d.done)
 	}()
-	if err := d.waitReady(ctx); err != nil {
-		d.stop()
-		return nil, err
-	}
 	return d, nil
 }
 

@@ -76,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.litefs, "litefs", "bin/litefs", "path of the litefs binary to benchmark")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "timed length of each write-rate run")
 	fs.IntVar(&o.rows, "rows", 100000, "rows inserted by the bulk workload")
+	fs.IntVar(&o.snapshotMB, "snapshot-mb", 200, "size in MB of the database a new replica catches up on")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directory (databases, LTX files, daemon log)")
 	fs.BoolVar(&o.json, "json", false, "also write the results as JSON to stdout (the table then goes to stderr)")
 	if err := fs.Parse(args); err != nil {
@@ -88,13 +89,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-duration must be positive, got %s", o.duration)
 	case o.rows <= 0:
 		return o, fmt.Errorf("-rows must be positive, got %d", o.rows)
+	case o.snapshotMB <= 0:
+		return o, fmt.Errorf("-snapshot-mb must be positive, got %d", o.snapshotMB)
 	}
 	return o, nil
 }
 
-// bench sets up the temp directory and the daemon, runs the workloads and
-// reports. The daemon is stopped, the mount removed and (unless -keep) the
-// temp directory deleted on every path out, including errors and signals.
+// bench sets up the temp directory and the daemons, runs the workloads and
+// the replication figures and reports. Every daemon is stopped, its mount
+// removed and (unless -keep) the temp directory deleted on every path out,
+// including errors and signals.
 func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer) (err error) {
 	if err := checkTools(opts.litefs); err != nil {
 		return err
@@ -133,6 +137,10 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 	if err := verifyRecorded(w.mnt, results); err != nil {
 		return err
 	}
+	repl, err := runReplication(ctx, opts, w, d, progress)
+	if err != nil {
+		return err
+	}
 	printHeader(table, opts)
 	if err := printTable(table, results); err != nil {
 		return err
@@ -141,7 +149,11 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 	if err := printRecorded(table, results); err != nil {
 		return err
 	}
-	return writeJSON(jsonOut, opts.config, results)
+	fmt.Fprintln(table)
+	if err := printReplication(table, repl); err != nil {
+		return err
+	}
+	return writeJSON(jsonOut, opts.config, results, repl)
 }
 
 // checkTools fails early when the litefs binary or fusermount3 is missing.
@@ -225,8 +237,8 @@ func printHeader(w io.Writer, opts options) {
 	if out, err := exec.Command(opts.litefs, "version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
 	}
-	fmt.Fprintf(w, "\nlitefs-bench: %s; %s/%s, %d CPUs; -duration %s, -rows %d\n\n",
-		version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), opts.duration, opts.rows)
+	fmt.Fprintf(w, "\nlitefs-bench: %s; %s/%s, %d CPUs; -duration %s, -rows %d, -snapshot-mb %d\n\n",
+		version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), opts.duration, opts.rows, opts.snapshotMB)
 }
 
 // cleanup removes the temp directory unless keep is set or a mount is still
@@ -234,11 +246,13 @@ func printHeader(w io.Writer, opts options) {
 // shows the end of the daemon's log.
 func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
 	if failed {
-		if tail := logTail(w.log, 30); tail != "" {
-			fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", w.log, tail)
+		for _, log := range []string{w.log, w.replica.log, w.snap.log} {
+			if tail := logTail(log, 30); tail != "" {
+				fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", log, tail)
+			}
 		}
 	}
-	for _, mnt := range []string{w.mnt, w.bare.mnt} {
+	for _, mnt := range w.mounts() {
 		mounted, err := isMounted(mnt)
 		if err != nil {
 			return fmt.Errorf("keeping %s: %w", w.root, err)

@@ -144,15 +144,16 @@ type jsonFigure struct {
 
 // jsonReport is the whole -json output.
 type jsonReport struct {
-	Duration string       `json:"duration"`
-	Rows     int          `json:"rows"`
-	Figures  []jsonFigure `json:"figures"`
-	Note     string       `json:"reference"`
+	Duration    string          `json:"duration"`
+	Rows        int             `json:"rows"`
+	Figures     []jsonFigure    `json:"figures"`
+	Note        string          `json:"reference"`
+	Replication jsonReplication `json:"replication"`
 }
 
 // writeJSON writes the results as one indented JSON document.
-func writeJSON(w io.Writer, cfg config, results []result) error {
-	rep := jsonReport{Duration: cfg.duration.String(), Rows: cfg.rows, Note: referenceNote}
+func writeJSON(w io.Writer, cfg config, results []result, repl replResult) error {
+	rep := jsonReport{Duration: cfg.duration.String(), Rows: cfg.rows, Note: referenceNote, Replication: replicationJSON(repl)}
 	for _, r := range results {
 		f := jsonFigure{
 			Workload: r.workload.name, DB: r.workload.db, Unit: unitName(r.workload.unit),

@@ -50,8 +50,9 @@ type workload struct {
 
 // config holds the command-line settings the workloads depend on.
 type config struct {
-	duration time.Duration
-	rows     int
+	duration   time.Duration
+	rows       int
+	snapshotMB int // size of the database for the snapshot catch-up figure
 }
 
 // workloads returns the benchmark's workloads in the order they run and
@@ -94,6 +95,11 @@ func dsn(path, journal, sync string) string {
 // journal mode took effect and creates table t. The CREATE TABLE counts as
 // one committed write transaction.
 func openFresh(ctx context.Context, dir, name, journal, sync string) (*sql.DB, error) {
+	return openFreshSchema(ctx, dir, name, journal, sync, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+}
+
+// openFreshSchema is openFresh with the table-creating statement schema.
+func openFreshSchema(ctx context.Context, dir, name, journal, sync, schema string) (*sql.DB, error) {
 	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("database %s already exists; each run needs a fresh one", path)
@@ -112,7 +118,7 @@ func openFresh(ctx context.Context, dir, name, journal, sync string) (*sql.DB, e
 		db.Close()
 		return nil, fmt.Errorf("journal mode of %s is %q, want %q", path, mode, journal)
 	}
-	if _, err := db.ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create table in %s: %w", path, err)
 	}
