@@ -31,7 +31,7 @@ func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
 	if err != nil {
 		return ltx.Pos{}, err
 	}
-	defer os.Remove(in.path) // a no-op once renamed into the history
+	defer in.remove() // a no-op for files moved into place
 
 	if err := db.checkApplicable(in); err != nil {
 		return ltx.Pos{}, err
@@ -62,6 +62,15 @@ type incomingLTX struct {
 	hdr     ltx.Header
 	trailer ltx.Trailer
 	pages   []pageChange
+	dbPath  string // a snapshot's pages, already written out as a database file
+}
+
+// remove deletes the temporary files that were not moved into place.
+func (in *incomingLTX) remove() {
+	os.Remove(in.path)
+	if in.dbPath != "" {
+		os.Remove(in.dbPath)
+	}
 }
 
 // spoolLTX copies r into a temporary file in the LTX directory while
@@ -74,10 +83,27 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 	}
 	in := &incomingLTX{path: f.Name()}
 	bw := bufio.NewWriterSize(f, 1<<20)
+	var stage *stagedDB
 	in.hdr, in.trailer, err = decodeLTX(io.TeeReader(r, bw), func(h ltx.Header, pgno uint32, data []byte) error {
 		in.pages = append(in.pages, pageChange{pgno: pgno, sum: PageChecksum(pgno, data)})
-		return nil
+		if !h.IsSnapshot() {
+			return nil
+		}
+		// A snapshot is also written out as the new database file now,
+		// so applying it is a rename, not a second decode.
+		if stage == nil {
+			if stage, err = db.newStagedDB(h.PageSize, h.Commit); err != nil {
+				return err
+			}
+			in.dbPath = stage.f.Name()
+		}
+		return stage.write(pgno, data)
 	})
+	if stage != nil {
+		if serr := stage.close(); err == nil {
+			err = serr
+		}
+	}
 	if err == nil {
 		_, err = io.Copy(bw, r) // keep whatever follows the trailer: the file stays whole
 	}
@@ -88,10 +114,52 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(in.path)
+		in.remove()
 		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
 	}
 	return in, nil
+}
+
+// stagedDB is a snapshot's database file being written page by page.
+type stagedDB struct {
+	f        *os.File
+	w        *bufio.Writer
+	pageSize uint32
+	commit   uint32 // database size in pages
+	next     uint32 // the next page number the file expects
+}
+
+func (db *DB) newStagedDB(pageSize, commit uint32) (*stagedDB, error) {
+	f, err := os.CreateTemp(db.dir, ".snapshot-db-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("stage snapshot of %s: %w", db.name, err)
+	}
+	return &stagedDB{f: f, w: bufio.NewWriterSize(f, 1<<20), pageSize: pageSize, commit: commit, next: 1}, nil
+}
+
+// write appends page pgno, zero-filling skipped pages (the lock page).
+func (s *stagedDB) write(pgno uint32, data []byte) error {
+	for ; s.next < pgno; s.next++ {
+		if _, err := s.w.Write(make([]byte, s.pageSize)); err != nil {
+			return fmt.Errorf("stage snapshot: %w", err)
+		}
+	}
+	if _, err := s.w.Write(data); err != nil {
+		return fmt.Errorf("stage snapshot: %w", err)
+	}
+	s.next = pgno + 1
+	return nil
+}
+
+func (s *stagedDB) close() error {
+	err := s.w.Flush()
+	if err == nil {
+		err = s.f.Truncate(int64(s.commit) * int64(s.pageSize)) // a lock page at the very end
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // checkApplicable refuses a file that does not continue this database's
@@ -146,7 +214,11 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	if hdr.IsSnapshot() {
 		db.removeHistoryBefore(name)
 	}
-	if _, _, err := writeLTXPages(path, db.file(FileDatabase)); err != nil {
+	if in.dbPath != "" {
+		if err := db.replaceDatabaseFile(in.dbPath); err != nil {
+			return ltx.Pos{}, err
+		}
+	} else if _, _, err := writeLTXPages(path, db.file(FileDatabase)); err != nil {
 		return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
 	}
 	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {
@@ -163,6 +235,27 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
 	}
 	return db.pos, nil
+}
+
+// replaceDatabaseFile renames a staged database file over the database
+// file and switches the open descriptor to it. Every connection is locked
+// out; the kernel's cached pages are dropped afterwards.
+func (db *DB) replaceDatabaseFile(staged string) error {
+	if err := os.Rename(staged, db.path(FileDatabase)); err != nil {
+		return fmt.Errorf("replace database file of %s: %w", db.name, err)
+	}
+	f, err := os.OpenFile(db.path(FileDatabase), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open new database file of %s: %w", db.name, err)
+	}
+	db.fmu.Lock()
+	old := db.files[FileDatabase]
+	db.files[FileDatabase] = f
+	db.fmu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
 }
 
 // removeHistoryBefore deletes every LTX file but keep: after a snapshot the
