@@ -33,8 +33,10 @@ func (db *DB) recover() error {
 	if err := os.MkdirAll(db.LTXDir(), 0o755); err != nil {
 		return fmt.Errorf("create ltx dir: %w", err)
 	}
-	if err := removeTempFiles(db.LTXDir()); err != nil {
-		return err
+	for _, dir := range []string{db.dir, db.LTXDir()} {
+		if err := removeTempFiles(dir); err != nil {
+			return err
+		}
 	}
 	last, err := db.loadHistory()
 	if err != nil {
