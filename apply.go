@@ -205,6 +205,9 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	if err := db.ltxw.drain(); err != nil {
 		return ltx.Pos{}, fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
+	if err := db.checkpointAndResetWAL(); err != nil {
+		return ltx.Pos{}, err
+	}
 	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
 	path := filepath.Join(db.LTXDir(), name)
 	if err := os.Rename(in.path, path); err != nil {
@@ -235,6 +238,51 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
 	}
 	return db.pos, nil
+}
+
+// checkpointAndResetWAL copies the recorded WAL transactions into the
+// database file and empties the WAL, while every connection is locked out:
+// the pages about to be written go to the database file, and the WAL's
+// older versions of them must not come back. (A replica's WAL is empty; a
+// primary's holds its own recent commits when it imports.) db.mu is held.
+func (db *DB) checkpointAndResetWAL() error {
+	wal := db.file(FileWAL)
+	if wal == nil {
+		return nil
+	}
+	if fi, err := wal.Stat(); err != nil || fi.Size() == 0 {
+		return err
+	}
+	if err := db.settleWAL(); err != nil {
+		return err
+	}
+	pages, err := db.recordedWALPages()
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", db.name, err)
+	}
+	dbf, buf := db.file(FileDatabase), make([]byte, db.pageSize)
+	for pgno, off := range pages {
+		if pgno > db.sums.PageN() {
+			continue
+		}
+		if _, err := wal.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("checkpoint %s: read wal page %d: %w", db.name, pgno, err)
+		}
+		if _, err := dbf.WriteAt(buf, int64(pgno-1)*int64(db.pageSize)); err != nil {
+			return fmt.Errorf("checkpoint %s: write page %d: %w", db.name, pgno, err)
+		}
+	}
+	if err := dbf.Truncate(int64(db.sums.PageN()) * int64(db.pageSize)); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", db.name, err)
+	}
+	if err := db.syncFile(FileDatabase); err != nil {
+		return err
+	}
+	if err := wal.Truncate(0); err != nil {
+		return fmt.Errorf("reset wal of %s: %w", db.name, err)
+	}
+	db.resetWAL()
+	return nil
 }
 
 // replaceDatabaseFile renames a staged database file over the database
@@ -345,7 +393,11 @@ func (db *DB) resetWALIndex() error {
 	return db.store.invalidate(db.name, FileSHM)
 }
 
-// invalidateAfterApply drops the kernel's cached pages of the database file.
+// invalidateAfterApply drops the kernel's cached pages of the database file
+// and of the WAL (which an apply may have emptied).
 func (db *DB) invalidateAfterApply() error {
-	return db.store.invalidate(db.name, FileDatabase)
+	if err := db.store.invalidate(db.name, FileDatabase); err != nil {
+		return err
+	}
+	return db.store.invalidate(db.name, FileWAL)
 }

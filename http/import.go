@@ -214,7 +214,13 @@ func (s *Server) applyImport(ctx context.Context, db *litefs.DB, src *os.File, p
 	}
 	defer removeTemp(f)
 	from := db.Pos()
-	if err := s.encodeImportLTX(ctx, f, src, from, pageSize, pageN); err != nil {
+	// Connections in rollback mode keep their page cache while the header's
+	// change counter is unchanged: the imported page 1 must carry a newer one.
+	var cur [4]byte
+	if _, err := db.ReadAt(litefs.FileDatabase, cur[:], 24); err != nil {
+		cur = [4]byte{}
+	}
+	if err := s.encodeImportLTX(ctx, f, src, from, pageSize, pageN, binary.BigEndian.Uint32(cur[:])); err != nil {
 		return ltx.Pos{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -230,7 +236,7 @@ func (s *Server) applyImport(ctx context.Context, db *litefs.DB, src *os.File, p
 // encodeImportLTX writes to w an LTX file holding every page of src: a
 // transaction following from (or a snapshot when the database is empty),
 // whose post-apply checksum is the checksum of src.
-func (s *Server) encodeImportLTX(ctx context.Context, w io.Writer, src *os.File, from ltx.Pos, pageSize, pageN uint32) error {
+func (s *Server) encodeImportLTX(ctx context.Context, w io.Writer, src *os.File, from ltx.Pos, pageSize, pageN, counter uint32) error {
 	hdr := ltx.Header{
 		Version:   ltx.Version,
 		PageSize:  pageSize,
@@ -253,7 +259,7 @@ func (s *Server) encodeImportLTX(ctx context.Context, w io.Writer, src *os.File,
 	if err := enc.EncodeHeader(hdr); err != nil {
 		return fmt.Errorf("encode ltx header: %w", err)
 	}
-	sum, err := encodePages(ctx, enc, src, pageSize, pageN)
+	sum, err := encodePages(ctx, enc, src, pageSize, pageN, counter)
 	if err != nil {
 		return err
 	}
@@ -268,8 +274,9 @@ func (s *Server) encodeImportLTX(ctx context.Context, w io.Writer, src *os.File,
 }
 
 // encodePages encodes pages 1..pageN of src (except the lock page) and
-// returns the database checksum of those pages.
-func encodePages(ctx context.Context, enc *ltx.Encoder, src *os.File, pageSize, pageN uint32) (ltx.Checksum, error) {
+// returns the database checksum of those pages. Page 1's change counter (and
+// version-valid-for number) is set above counter, the database's current one.
+func encodePages(ctx context.Context, enc *ltx.Encoder, src *os.File, pageSize, pageN, counter uint32) (ltx.Checksum, error) {
 	r := bufio.NewReaderSize(io.NewSectionReader(src, 0, int64(pageN)*int64(pageSize)), 256<<10)
 	lockPgno := ltx.LockPgno(pageSize)
 	page := make([]byte, pageSize)
@@ -285,6 +292,10 @@ func encodePages(ctx context.Context, enc *ltx.Encoder, src *os.File, pageSize, 
 		}
 		if pgno == lockPgno {
 			continue
+		}
+		if pgno == 1 && binary.BigEndian.Uint32(page[24:28]) <= counter {
+			binary.BigEndian.PutUint32(page[24:28], counter+1)
+			binary.BigEndian.PutUint32(page[92:96], counter+1)
 		}
 		sum ^= ltx.ChecksumPage(pgno, page)
 		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, page); err != nil {

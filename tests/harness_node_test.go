@@ -36,6 +36,10 @@ type NodeOptions struct {
 	Lease string
 	// Retention, when set, is written as data.retention (e.g. "1s").
 	Retention string
+	// RetentionInterval, when set, is written as
+	// data.retention-monitor-interval (e.g. "200ms"); Extra cannot add it
+	// because the data section is generated here.
+	RetentionInterval string
 	// ExitOnError is written as exit-on-error (default false).
 	ExitOnError bool
 	// Extra is appended verbatim to the generated litefs.yml, e.g.
@@ -150,6 +154,9 @@ func (n *Node) configYAML() string {
 	fmt.Fprintf(&b, "data:\n  dir: %q\n", n.DataDir)
 	if n.opts.Retention != "" {
 		fmt.Fprintf(&b, "  retention: %q\n", n.opts.Retention)
+	}
+	if n.opts.RetentionInterval != "" {
+		fmt.Fprintf(&b, "  retention-monitor-interval: %q\n", n.opts.RetentionInterval)
 	}
 	fmt.Fprintf(&b, "fuse:\n  dir: %q\n", n.MountDir)
 	fmt.Fprintf(&b, "http:\n  addr: %q\n", n.Addr)
