@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"testing"
 )
@@ -123,7 +124,7 @@ func TestWriteSnapshot_EmptyDatabaseHasNone(t *testing.T) {
 	}
 }
 
-func readAllClose(f *os.File) ([]byte, error) {
+func readAllClose(f io.ReadCloser) ([]byte, error) {
 	defer f.Close()
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(f)

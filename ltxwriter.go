@@ -36,11 +36,12 @@ const largeTx = 1024
 
 // ltxWriter writes queued LTX files in order in a background goroutine.
 type ltxWriter struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []queuedLTX
-	running bool
-	err     error // first failed write, reported by the next drain
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []queuedLTX
+	inflight []queuedLTX // the batch being written; gone once on disk
+	running  bool
+	err      error // first failed write, reported by the next drain
 }
 
 type queuedLTX struct {
@@ -70,7 +71,7 @@ func (w *ltxWriter) run() {
 	defer w.mu.Unlock()
 	for len(w.queue) > 0 {
 		batch := w.queue
-		w.queue = nil
+		w.queue, w.inflight = nil, batch
 		w.mu.Unlock()
 		var err error
 		for _, q := range batch {
@@ -79,12 +80,28 @@ func (w *ltxWriter) run() {
 			}
 		}
 		w.mu.Lock()
+		w.inflight = nil
 		if err != nil && w.err == nil {
 			w.err = err
 		}
 	}
 	w.running = false
 	w.cond.Broadcast()
+}
+
+// lookup returns the contents of a file that is queued or being written,
+// or nil: a file not returned here is either complete on disk or absent.
+func (w *ltxWriter) lookup(name string) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, list := range [][]queuedLTX{w.inflight, w.queue} {
+		for _, q := range list {
+			if q.name == name {
+				return q.data
+			}
+		}
+	}
+	return nil
 }
 
 // drain waits until every queued file is written and returns the first

@@ -142,7 +142,7 @@ func (s *Server) writeTxEvents(enc *json.Encoder, last map[string]ltx.Pos) error
 // TXID to describe.
 func txEventData(db *litefs.DB, txid ltx.TXID, cur ltx.Pos) (TxEventData, ltx.TXID) {
 	if f, err := db.OpenLTX(txid); err == nil {
-		hdr, trailer, _, err := readLTXEnds(f)
+		hdr, trailer, _, err := readLTXEnds(f, f.Size())
 		_ = f.Close()
 		if err == nil && hdr.MaxTXID >= txid && hdr.MaxTXID <= cur.TXID {
 			return TxEventData{

@@ -42,7 +42,11 @@ func (s *Server) handleExport(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	defer removeTemp(f)
-	hdr, _, _, err := readLTXEnds(f)
+	fi, err := f.Stat()
+	var hdr ltx.Header
+	if err == nil {
+		hdr, _, _, err = readLTXEnds(f, fi.Size())
+	}
 	if err != nil {
 		httpError(w, nethttp.StatusInternalServerError, fmt.Sprintf("export %q: read snapshot: %v", name, err))
 		return

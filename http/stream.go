@@ -329,8 +329,8 @@ func (ss *streamSession) sendLTXFiles(ctx context.Context, db *litefs.DB, have l
 
 // sendLTXFile checks that the open LTX file f continues from have and sends
 // it; it returns the replica's new position.
-func (ss *streamSession) sendLTXFile(name string, f *os.File, have ltx.Pos) (ltx.Pos, string, error) {
-	hdr, trailer, size, err := readLTXEnds(f)
+func (ss *streamSession) sendLTXFile(name string, f *litefs.LTXFile, have ltx.Pos) (ltx.Pos, string, error) {
+	hdr, trailer, size, err := readLTXEnds(f, f.Size())
 	if err != nil {
 		return ltx.Pos{}, "", fmt.Errorf("read ltx %s of %q: %w", have.TXID+1, name, err)
 	}
@@ -350,14 +350,12 @@ func (ss *streamSession) sendLTXFile(name string, f *os.File, have ltx.Pos) (ltx
 
 // readLTXEnds reads an LTX file's header and trailer and returns its size;
 // f is left positioned at the start.
-func readLTXEnds(f *os.File) (ltx.Header, ltx.Trailer, int64, error) {
+func readLTXEnds(f interface {
+	io.ReaderAt
+	io.Seeker
+}, size int64) (ltx.Header, ltx.Trailer, int64, error) {
 	var hdr ltx.Header
 	var trailer ltx.Trailer
-	fi, err := f.Stat()
-	if err != nil {
-		return hdr, trailer, 0, err
-	}
-	size := fi.Size()
 	if size < ltx.HeaderSize+ltx.TrailerSize {
 		return hdr, trailer, 0, fmt.Errorf("ltx file is %d bytes: too short", size)
 	}
