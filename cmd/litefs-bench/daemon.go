@@ -88,7 +88,26 @@ func (w *workDir) mounts() []string {
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.
 func configYAML(dataDir, mntDir string, port int) string {
+	return nodeYAML(dataDir, mntDir, port, "", nil)
+}
+
+// nodeYAML returns a litefs.yml for a node serving HTTP on port: the static
+// primary when primaryURL is empty, otherwise a replica of the primary at
+// primaryURL. A non-empty dbs limits a replica to those databases.
+func nodeYAML(dataDir, mntDir string, port int, primaryURL string, dbs []string) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	candidate := primaryURL == ""
+	if candidate {
+		primaryURL = "http://" + addr
+	}
+	var only string
+	if len(dbs) > 0 {
+		quoted := make([]string, len(dbs))
+		for i, name := range dbs {
+			quoted[i] = strconv.Quote(name)
+		}
+		only = "  databases: [" + strings.Join(quoted, ", ") + "]\n"
+	}
 	return fmt.Sprintf(`# written by litefs-bench
 exit-on-error: true
 data:
@@ -99,12 +118,12 @@ http:
   addr: %q
 lease:
   type: static
-  candidate: true
+  candidate: %t
   hostname: primary
   advertise-url: %q
-log:
+%slog:
   timestamp: true
-`, dataDir, mntDir, addr, "http://"+addr)
+`, dataDir, mntDir, addr, candidate, primaryURL, only)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on right now.

@@ -20,30 +20,7 @@ const (
 // primaryURL, serving its own HTTP API on port. A non-empty dbs limits
 // replication to those databases (lease.databases).
 func replicaYAML(dataDir, mntDir string, port int, primaryURL string, dbs []string) string {
-	var only string
-	if len(dbs) > 0 {
-		quoted := make([]string, len(dbs))
-		for i, name := range dbs {
-			quoted[i] = strconv.Quote(name)
-		}
-		only = "  databases: [" + strings.Join(quoted, ", ") + "]\n"
-	}
-	return fmt.Sprintf(`# written by litefs-bench
-exit-on-error: true
-data:
-  dir: %q
-fuse:
-  dir: %q
-http:
-  addr: %q
-lease:
-  type: static
-  candidate: false
-  hostname: primary
-  advertise-url: %q
-%slog:
-  timestamp: true
-`, dataDir, mntDir, fmt.Sprintf("127.0.0.1:%d", port), primaryURL, only)
+	return nodeYAML(dataDir, mntDir, port, primaryURL, dbs)
 }
 
 // launchReplica starts a replica of primary on dirs, replicating only dbs if
