@@ -32,6 +32,19 @@ func (db *DB) Create(kind FileKind) error {
 	return db.openFile(kind, true)
 }
 
+// Chmod sets the permission bits of the backing file of kind (SQLite gives
+// a journal, WAL and -shm the permissions of their database).
+func (db *DB) Chmod(kind FileKind, mode os.FileMode) error {
+	f := db.file(kind)
+	if f == nil {
+		return os.ErrNotExist
+	}
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return fmt.Errorf("chmod %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
 // WriteAt writes p at off into the backing file of kind.
 func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 	switch kind {
@@ -51,11 +64,14 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 	} else if f == nil {
 		return 0, os.ErrNotExist
 	}
-	if kind == FileWAL && !db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
-		// Only a connection holding the WAL write lock in NAME-shm writes
-		// the WAL. One that does not is in locking_mode=EXCLUSIVE, where
-		// SQLite keeps the WAL index in its own memory and litefs could not
-		// see its commits.
+	if kind == FileWAL && !db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) &&
+		db.locks[FileDatabase].Held(LockWrite, SharedFirst, SharedFirst+SharedSize-1) {
+		// A connection that writes the WAL without the WAL write lock in
+		// NAME-shm, while holding SQLite's EXCLUSIVE lock on the database,
+		// is in locking_mode=EXCLUSIVE: SQLite then keeps the WAL index in
+		// its own memory and litefs could not see its commits. (A plain
+		// copy of a WAL file holds no lock and is accepted; its
+		// transactions are recorded when SQLite next commits.)
 		db.log.Error("refused WAL write: locking_mode=EXCLUSIVE is not supported in WAL mode; use locking_mode=NORMAL")
 		return 0, fmt.Errorf("%s: %w", db.name, ErrWALExclusive)
 	}

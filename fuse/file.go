@@ -40,6 +40,9 @@ func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
 		return n.fs.errno("getattr", err)
 	}
 	a.Mode = 0o644
+	if fi != nil {
+		a.Mode = fi.Mode().Perm()
+	}
 	if n.kind == litefs.FileDatabase && n.fs.readOnly() {
 		a.Mode = 0o444
 	}
@@ -85,6 +88,11 @@ func (n *fileNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *
 		}
 		if err := n.db.Truncate(n.kind, int64(req.Size)); err != nil {
 			return n.fs.errno("truncate", err)
+		}
+	}
+	if req.Valid.Mode() && n.kind != litefs.FileLock {
+		if err := n.db.Chmod(n.kind, req.Mode); err != nil {
+			return n.fs.errno("chmod", err)
 		}
 	}
 	return n.Attr(ctx, &resp.Attr)

@@ -125,8 +125,10 @@ func (r *rootNode) Lookup(ctx context.Context, name string) (fs.Node, error) {
 	return r.fs.fileNode(db, e.file), nil
 }
 
-// ReadDirAll lists databases, their existing side files and -pos files, the
-// virtual files and local files. NAME-lock files are hidden.
+// ReadDirAll lists databases, their existing side files, the virtual files
+// and local files. NAME-pos and NAME-lock are hidden (they open by name):
+// programs that copy or delete "NAME*" must not meet files they cannot copy
+// or delete, as SQLite's own test suite does.
 func (r *rootNode) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	var out []fuse.Dirent
 	for _, name := range []string{primaryFileName, lagFileName} {
@@ -142,7 +144,6 @@ func (r *rootNode) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 				out = append(out, fuse.Dirent{Name: db.Name() + suffixOf(k), Type: fuse.DT_File})
 			}
 		}
-		out = append(out, fuse.Dirent{Name: db.Name() + litefs.SuffixPos, Type: fuse.DT_File})
 	}
 	ents, err := os.ReadDir(r.fs.store.LocalDir())
 	if err != nil {
@@ -178,6 +179,9 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 		}
 	}
 	if err := db.Create(e.file); err != nil {
+		return nil, nil, r.fs.errno("create", err)
+	}
+	if err := db.Chmod(e.file, req.Mode&^req.Umask); err != nil {
 		return nil, nil, r.fs.errno("create", err)
 	}
 	n := r.fs.fileNode(db, e.file)

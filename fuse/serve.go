@@ -173,7 +173,10 @@ func (s *server) entry(ctx context.Context, n fs.Node, resp *fuse.LookupResponse
 		return err
 	}
 	resp.Node = id
-	resp.EntryValid = attrValid
+	// Names are not cached by the kernel (EntryValid 0): the store deletes
+	// and creates files on its own (a database's side files go with it, a
+	// replica follows its primary), and a cached name would outlive them.
+	resp.EntryValid = 0
 	return nil
 }
 
