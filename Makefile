@@ -25,7 +25,7 @@ DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)
 
-.PHONY: all deps check-go build test bench demo clean
+.PHONY: all deps check-go build test bench demo sqlite-tests clean
 
 all: build
 
@@ -81,6 +81,11 @@ bench: deps build
 
 demo: deps build
 	LITEFS_BIN=$(CURDIR)/bin/litefs ./scripts/demo.sh
+
+# SQLite's own TCL test suite inside a litefs mount, next to a plain
+# directory (builds testfixture once from Debian's sqlite3 source package).
+sqlite-tests: deps build
+	LITEFS_BIN=$(CURDIR)/bin/litefs ./scripts/sqlite-tcl-tests.sh
 
 clean:
 	rm -rf bin
