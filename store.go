@@ -198,12 +198,10 @@ func (s *Store) RunRetention(ctx context.Context) {
 
 // EnforceRetention removes LTX files last modified before cutoff, always
 // keeping the newest one.
+//
+// It runs without db.mu: listing a long history takes a while and must not
+// hold commits back. Files written meanwhile are newer than any it removes.
 func (db *DB) EnforceRetention(cutoff time.Time) error {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if err := db.ltxw.drain(); err != nil {
-		return err
-	}
 	files, err := listLTX(db.LTXDir())
 	if err != nil {
 		return err
