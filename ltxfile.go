@@ -1,7 +1,6 @@
 package litefs
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -13,35 +12,6 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// ltxPage is one page of a transaction being encoded.
-type ltxPage struct {
-	pgno uint32
-	data []byte
-}
-
-// encodeLTX writes an LTX file with the given header, pages (ascending page
-// numbers, lock page excluded) and post-apply checksum into buf.
-func encodeLTX(buf *bytes.Buffer, hdr ltx.Header, pages []ltxPage, post ltx.Checksum) error {
-	buf.Reset()
-	enc, err := ltx.NewEncoder(buf)
-	if err != nil {
-		return fmt.Errorf("new ltx encoder: %w", err)
-	}
-	if err := enc.EncodeHeader(hdr); err != nil {
-		return fmt.Errorf("encode ltx header: %w", err)
-	}
-	for _, p := range pages {
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: p.pgno}, p.data); err != nil {
-			return fmt.Errorf("encode ltx page %d: %w", p.pgno, err)
-		}
-	}
-	enc.SetPostApplyChecksum(post)
-	if err := enc.Close(); err != nil {
-		return fmt.Errorf("close ltx encoder: %w", err)
-	}
-	return nil
-}
-
 // ltxFileName returns the file name of the LTX file covering [min, max].
 func ltxFileName(min, max ltx.TXID) string { return ltx.FormatFilename(min, max) }
 
@@ -49,29 +19,37 @@ func ltxFileName(min, max ltx.TXID) string { return ltx.FormatFilename(min, max)
 // rename, so the name never holds a partial file. With sync it fsyncs the file
 // before the rename and the directory after it.
 func writeFileAtomic(dir, name string, data []byte, sync bool) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+	tmp := name + ".tmp"
+	if err := writeFile(filepath.Join(dir, tmp), data, sync); err != nil {
+		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			_ = f.Close()
-			return fmt.Errorf("fsync %s: %w", tmp, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	if sync {
 		return syncDir(dir)
+	}
+	return nil
+}
+
+// writeFile creates (or truncates) path and writes data, fsyncing with sync.
+func writeFile(path string, data []byte, sync bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("fsync %s: %w", path, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
 	}
 	return nil
 }

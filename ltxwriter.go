@@ -237,17 +237,5 @@ func (db *DB) syncLTX() (bool, error) {
 // fails verification at recovery, which removes it; the transaction is then
 // recovered from the WAL or undone by the hot journal, whichever holds it.
 func writeFileDirect(dir, name string, data []byte) error {
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	return nil
+	return writeFile(filepath.Join(dir, name), data, false)
 }

@@ -261,24 +261,14 @@ func goReader(db *sql.DB, done <-chan struct{}) []string {
 // queryIDs returns the integers in the first column of query's rows.
 func queryIDs(t testing.TB, db *sql.DB, query string) []int64 {
 	t.Helper()
-	ctx, cancel := sqlCtx()
-	defer cancel()
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		t.Fatalf("query %q: %v", query, err)
-	}
-	defer rows.Close()
 	var ids []int64
-	for rows.Next() {
+	forEachRow(t, db, query, func(rows *sql.Rows) {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("query %q: %v", query, err)
-	}
+	})
 	return ids
 }
 

@@ -185,6 +185,12 @@ func runSteps(t *testing.T, n *Node, name string, db *sql.DB, steps []sqlStep, r
 // drainQuery runs one statement and reads all the rows it returns.
 func drainQuery(t testing.TB, db *sql.DB, query string) {
 	t.Helper()
+	forEachRow(t, db, query, func(*sql.Rows) {})
+}
+
+// forEachRow runs query and calls fn for each row, failing t on any error.
+func forEachRow(t testing.TB, db *sql.DB, query string, fn func(*sql.Rows)) {
+	t.Helper()
 	ctx, cancel := sqlCtx()
 	defer cancel()
 	rows, err := db.QueryContext(ctx, query)
@@ -193,6 +199,7 @@ func drainQuery(t testing.TB, db *sql.DB, query string) {
 	}
 	defer rows.Close()
 	for rows.Next() {
+		fn(rows)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatalf("query %q: %v", query, err)
