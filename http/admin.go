@@ -44,6 +44,7 @@ type InfoResponse struct {
 	Connected bool               `json:"connected"` // a replica's stream is up (always true on the primary)
 	LagMillis int64              `json:"lagMillis"` // how far behind the primary; see litefs.Store.Lag
 	DBs       map[string]PosJSON `json:"dbs"`
+	MountDir  string             `json:"mountDir,omitempty"` // fuse.dir: where the databases are mounted
 }
 
 // PrimaryJSON names the primary in InfoResponse.
@@ -70,6 +71,7 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 		Connected: s.store.Connected(),
 		LagMillis: s.store.Lag().Milliseconds(),
 		DBs:       make(map[string]PosJSON),
+		MountDir:  s.opts.MountDir,
 	}
 	if s.store.IsPrimary() {
 		resp.Role = RolePrimary

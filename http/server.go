@@ -49,6 +49,7 @@ type ServerOptions struct {
 	Hostname     string // this node's hostname (lease.hostname), reported when it is primary
 	AdvertiseURL string // this node's URL for its peers, reported when it is primary
 	Candidate    bool   // this node may become primary (reported by /info)
+	MountDir     string // fuse.dir, reported by /info for "litefs run" and "litefs lock"
 
 	MaxLag          time.Duration // /healthz: a replica further behind is unhealthy; DefaultMaxLag if 0
 	MaxImportSize   int64         // largest accepted POST /import body; DefaultMaxImportSize if 0

@@ -148,7 +148,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 	srv := lhttp.NewServer(store, lhttp.ServerOptions{
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
-		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag,
+		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 	})
 	if err := srv.Listen(); err != nil {
 		return err
