@@ -35,9 +35,21 @@ func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
 	defer in.remove() // a no-op for files moved into place
 
 	if err := db.checkApplicable(in); err != nil {
+		// checkApplicable waited for any commit in progress, so a
+		// transaction this replica forwarded is recorded by now.
+		if pos, ok := db.alreadyForwarded(in); ok {
+			return pos, nil
+		}
 		return ltx.Pos{}, err
 	}
-	release, err := db.exclusive(ctx)
+	return db.applyIncoming(ctx, in, daemonOwner)
+}
+
+// applyIncoming applies a verified file while every connection is locked
+// out. owner is the lock-table owner that locks them out: the daemon, or a
+// HALT grant that already holds SQLite's write locks.
+func (db *DB) applyIncoming(ctx context.Context, in *incomingLTX, owner uint64) (ltx.Pos, error) {
+	release, err := db.exclusive(ctx, owner)
 	if err != nil {
 		return ltx.Pos{}, fmt.Errorf("apply to %s: wait for readers: %w", db.name, err)
 	}
@@ -213,6 +225,9 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	if err := db.ltxw.drain(); err != nil {
 		return ltx.Pos{}, fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
+	if err := db.rollbackRefusedTx(); err != nil {
+		return ltx.Pos{}, err
+	}
 	if err := db.checkpointAndResetWAL(); err != nil {
 		return ltx.Pos{}, err
 	}
@@ -347,26 +362,34 @@ func (db *DB) headerWAL() bool {
 // mode the WAL write, checkpoint, recovery and every read-mark lock. A
 // barrier stops new readers first, so a steady stream of them cannot starve
 // the apply; they retry as SQLite does when busy.
-func (db *DB) exclusive(ctx context.Context) (release func(), err error) {
+func (db *DB) exclusive(ctx context.Context, owner uint64) (release func(), err error) {
 	kind, ranges := FileDatabase, [][2]uint64{
 		{PendingByte, PendingByte}, {ReservedByte, ReservedByte}, {SharedFirst, SharedFirst + SharedSize - 1},
 	}
 	if db.headerWAL() {
 		kind, ranges = FileSHM, [][2]uint64{{WALWriteLockByte, WALReadLockByte0 + 4}}
 	}
+	if owner != daemonOwner {
+		// A HALT grant already holds the write lock (RESERVED, or the WAL
+		// write lock); releasing it here would hand it to local writers.
+		ranges = [][2]uint64{{PendingByte, PendingByte}, {SharedFirst, SharedFirst + SharedSize - 1}}
+		if kind == FileSHM {
+			ranges = [][2]uint64{{WALCheckpointLockByte, WALReadLockByte0 + 4}}
+		}
+	}
 	t := db.locks[kind]
 	for _, r := range ranges {
-		defer t.Barrier(daemonOwner, LockWrite, r[0], r[1])()
+		defer t.Barrier(owner, LockWrite, r[0], r[1])()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	unlock := func() {
 		for _, r := range ranges {
-			t.TryLock(daemonOwner, daemonHandle, 0, LockUnlock, r[0], r[1])
+			t.TryLock(owner, owner, 0, LockUnlock, r[0], r[1])
 		}
 	}
 	for _, r := range ranges {
-		if err := t.Lock(ctx, daemonOwner, daemonHandle, 0, LockWrite, r[0], r[1]); err != nil {
+		if err := t.Lock(ctx, owner, owner, 0, LockWrite, r[0], r[1]); err != nil {
 			unlock()
 			return nil, err
 		}
@@ -397,6 +420,7 @@ func (db *DB) resetWALIndex() error {
 			return fmt.Errorf("reset wal index of %s: %w", db.name, err)
 		}
 	}
+	db.walIndexInvalid()
 	// ...and pages read in meanwhile are dropped again.
 	return db.store.invalidate(db.name, FileSHM)
 }

@@ -76,6 +76,10 @@ func (db *DB) commitTx(t *tx, mode writeMode) error {
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("finish ltx for %s: %w", db.name, err)
 	}
+	// On a replica the transaction exists only once the primary took it.
+	if err := db.forwardTx(out, ltx.Pos{TXID: txid, PostApplyChecksum: post}); err != nil {
+		return err
+	}
 	if err := db.storeLTX(out, txid, mode); err != nil {
 		return err
 	}

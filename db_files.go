@@ -29,6 +29,9 @@ func (db *DB) Create(kind FileKind) error {
 	if kind == FileLock {
 		return nil
 	}
+	if kind == FileSHM {
+		db.walIndexInvalid()
+	}
 	return db.openFile(kind, true)
 }
 
@@ -47,6 +50,11 @@ func (db *DB) Chmod(kind FileKind, mode os.FileMode) error {
 
 // WriteAt writes p at off into the backing file of kind.
 func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
+	if kind == FileDatabase || kind == FileWAL {
+		if err := db.replicaWriteErr(kind, false); err != nil {
+			return 0, err
+		}
+	}
 	switch kind {
 	case FileDatabase:
 		return db.writeDatabase(p, off)
@@ -89,7 +97,14 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 			return 0, err
 		}
 	}
-	return f.WriteAt(p, off)
+	n, err := f.WriteAt(p, off)
+	if err == nil && kind == FileWAL && !db.store.IsPrimary() {
+		// Under the HALT a commit frame is the commit point: ship it now.
+		if err := db.forwardWALCommit(n, off); err != nil {
+			return 0, err
+		}
+	}
+	return n, err
 }
 
 // commitJournal commits the transaction of a hot journal that stops being
@@ -168,6 +183,12 @@ func (db *DB) writeJournal(p []byte, off int64) (int, error) {
 func (db *DB) Truncate(kind FileKind, size int64) error {
 	if kind == FileLock {
 		return nil
+	}
+	if err := db.replicaWriteErr(kind, true); err != nil {
+		return err
+	}
+	if kind == FileSHM {
+		db.walIndexInvalid()
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()

@@ -20,6 +20,10 @@ type StoreOptions struct {
 	Retention         time.Duration // keep LTX files this long (the newest is always kept)
 	RetentionInterval time.Duration // how often to enforce retention
 	Logger            *slog.Logger
+
+	HaltAcquireTimeout time.Duration // halt.acquire-timeout; DefaultHaltAcquireTimeout if 0
+	HaltTTL            time.Duration // halt.ttl; DefaultHaltTTL if 0
+	HaltRenewInterval  time.Duration // halt.renew-interval; DefaultHaltRenewInterval if 0
 }
 
 // Store is the set of databases on this node.
@@ -34,6 +38,9 @@ type Store struct {
 	subs subscribers
 	role roleState
 	inv  Invalidator // the FUSE layer's kernel cache invalidation
+
+	haltObs    haltObservers
+	haltClient HaltClient // a replica's way to the primary's HALT API
 }
 
 // OpenStore opens the data directory, creating it if needed, and recovers

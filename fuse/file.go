@@ -43,9 +43,6 @@ func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	if fi != nil {
 		a.Mode = fi.Mode().Perm()
 	}
-	if n.kind == litefs.FileDatabase && n.fs.readOnly() {
-		a.Mode = 0o444
-	}
 	if fi != nil {
 		a.Size = uint64(fi.Size())
 		a.Mtime, a.Ctime, a.Atime = fi.ModTime(), fi.ModTime(), fi.ModTime()
@@ -62,11 +59,6 @@ func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
 		return nil, syscall.ENOENT
 	}
-	if n.fs.readOnly() && !req.Flags.IsReadOnly() && (n.kind == litefs.FileDatabase || n.kind == litefs.FileJournal) {
-		// SQLite then opens the file read-only, so a write reports
-		// SQLITE_READONLY ("attempt to write a readonly database").
-		return nil, syscall.EACCES
-	}
 	if req.Flags&fuse.OpenTruncate != 0 && n.kind != litefs.FileLock {
 		if err := n.db.Truncate(n.kind, 0); err != nil {
 			return nil, n.fs.errno("open", err)
@@ -81,10 +73,6 @@ func (n *fileNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *
 	if req.Valid.Size() {
 		if n.kind == litefs.FileLock {
 			return syscall.EPERM
-		}
-		if n.fs.readOnly() && n.kind != litefs.FileSHM {
-			n.fs.log.Warn("refused truncate on a replica", "db", n.db.Name(), "file", n.kind.String())
-			return syscall.EROFS
 		}
 		if err := n.db.Truncate(n.kind, int64(req.Size)); err != nil {
 			return n.fs.errno("truncate", err)
@@ -123,10 +111,6 @@ func (h *fileHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fu
 		h.node.fs.log.Warn("refused write to a lock file", "db", h.node.db.Name())
 		return syscall.EBADF
 	}
-	if h.node.fs.readOnly() && h.node.kind != litefs.FileSHM {
-		h.node.fs.log.Warn("refused write on a replica", "db", h.node.db.Name(), "file", h.node.kind.String())
-		return syscall.EROFS
-	}
 	n, err := h.node.db.WriteAt(h.node.kind, req.Data, req.Offset)
 	resp.Size = n
 	if os.IsNotExist(err) {
@@ -145,6 +129,7 @@ func (h *fileHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	if err := db.BeforeUnlock(kind, owner, 0, math.MaxUint64, true); err != nil {
 		return h.node.fs.errno("flush", err)
 	}
+	h.beforeRelease(owner, 0)
 	db.Locks(kind).ReleaseOwner(owner)
 	return h.node.fs.errno("flush", db.AfterUnlock(kind))
 }
@@ -155,6 +140,7 @@ func (h *fileHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) erro
 	if err := db.BeforeUnlock(kind, 0, 0, math.MaxUint64, true); err != nil {
 		return h.node.fs.errno("release", err)
 	}
+	h.beforeRelease(0, uint64(req.Handle))
 	db.Locks(kind).ReleaseHandle(uint64(req.Handle))
 	if err := db.AfterUnlock(kind); err != nil {
 		return h.node.fs.errno("release", err)
@@ -164,20 +150,39 @@ func (h *fileHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) erro
 
 // Lock implements F_SETLK.
 func (h *fileHandle) Lock(ctx context.Context, req *fuse.LockRequest) error {
-	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), req, false, nil)
+	return h.lock(ctx, req, false)
 }
 
 // LockWait implements F_SETLKW.
 func (h *fileHandle) LockWait(ctx context.Context, req *fuse.LockWaitRequest) error {
-	return h.node.fs.setLock(ctx, h.node.db.Locks(h.node.kind), (*fuse.LockRequest)(req), true, nil)
+	return h.lock(ctx, (*fuse.LockRequest)(req), true)
+}
+
+// lock answers F_SETLK(W): the HALT lock on NAME-lock, SQLite's locks
+// elsewhere (a replica refuses the WAL write lock without the HALT).
+func (h *fileHandle) lock(ctx context.Context, req *fuse.LockRequest, wait bool) error {
+	db, kind := h.node.db, h.node.kind
+	switch {
+	case kind == litefs.FileLock:
+		return h.node.fs.haltLock(ctx, db, req, wait)
+	case kind == litefs.FileSHM && h.node.fs.walWriteRefused(db, req):
+		return syscall.EAGAIN
+	}
+	return h.node.fs.setLock(ctx, db.Locks(kind), req, wait, nil)
 }
 
 // Unlock implements F_UNLCK; the DB records a finished writer's
 // transaction around it.
 func (h *fileHandle) Unlock(ctx context.Context, req *fuse.UnlockRequest) error {
 	db, kind := h.node.db, h.node.kind
+	if kind == litefs.FileLock {
+		return h.node.fs.haltUnlock(db, (*fuse.LockRequest)(req))
+	}
 	if err := db.BeforeUnlock(kind, uint64(req.LockOwner), req.Lock.Start, req.Lock.End, false); err != nil {
 		return h.node.fs.errno("unlock", err)
+	}
+	if kind == litefs.FileSHM && req.Lock.Start <= litefs.WALWriteLockByte && req.Lock.End >= litefs.WALWriteLockByte {
+		defer db.WALWriteUnlocked(uint64(req.LockOwner))
 	}
 	return h.node.fs.setLock(ctx, db.Locks(kind), (*fuse.LockRequest)(req), false, func() error {
 		return db.AfterUnlock(kind)
@@ -186,6 +191,28 @@ func (h *fileHandle) Unlock(ctx context.Context, req *fuse.UnlockRequest) error 
 
 // QueryLock implements F_GETLK.
 func (h *fileHandle) QueryLock(ctx context.Context, req *fuse.QueryLockRequest, resp *fuse.QueryLockResponse) error {
+	if h.node.kind == litefs.FileLock {
+		return h.node.fs.haltQuery(ctx, h.node.db, req, resp)
+	}
 	queryLock(h.node.db.Locks(h.node.kind), req, resp)
 	return nil
+}
+
+// beforeRelease ends what a closing owner (close(2)) or file description
+// (last close) holds beyond its lock-table entries: the HALT lock, the
+// WAL-index rebuild grant.
+func (h *fileHandle) beforeRelease(owner, handle uint64) {
+	db := h.node.db
+	switch h.node.kind {
+	case litefs.FileLock:
+		if handle != 0 {
+			db.ReleaseHaltHandle(handle)
+		} else {
+			db.UnlockHalt(owner)
+		}
+	case litefs.FileSHM:
+		if owner != 0 {
+			db.WALWriteUnlocked(owner)
+		}
+	}
 }

@@ -168,9 +168,15 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 		return n, h, err
 	}
 	db := r.fs.store.DB(e.db)
-	if r.fs.readOnly() && (e.file == litefs.FileDatabase || e.file == litefs.FileJournal) {
-		r.fs.log.Warn("refused create on a replica", "name", req.Name)
+	if r.fs.readOnly() && e.file == litefs.FileDatabase {
+		r.fs.log.Warn("refused create of a database on a replica", "name", req.Name)
 		return nil, nil, syscall.EROFS
+	}
+	if r.fs.readOnly() && db != nil && !db.MayCreate(e.file) {
+		// SQLite reports EACCES on a new journal as SQLITE_READONLY
+		// ("attempt to write a readonly database").
+		r.fs.log.Warn("refused write on a replica without the HALT lock (new journal)", "db", e.db)
+		return nil, nil, syscall.EACCES
 	}
 	if e.file == litefs.FileDatabase && db == nil {
 		var err error
@@ -211,8 +217,8 @@ func (r *rootNode) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if e.file == litefs.FileLock {
 		return syscall.EPERM
 	}
-	if r.fs.readOnly() && e.file != litefs.FileSHM && e.file != litefs.FileWAL {
-		r.fs.log.Warn("refused unlink on a replica", "name", req.Name)
+	if r.fs.readOnly() && e.file == litefs.FileDatabase {
+		r.fs.log.Warn("refused unlink of a database on a replica", "name", req.Name)
 		return syscall.EROFS
 	}
 	if e.file == litefs.FileDatabase {
@@ -226,8 +232,11 @@ func (r *rootNode) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if db == nil || !db.Exists(e.file) {
 		return syscall.ENOENT
 	}
+	if err := db.Remove(e.file); err != nil {
+		return r.fs.errno("unlink", err) // a refused commit: the journal stays
+	}
 	r.fs.forget(fileKey(e.db, e.file))
-	return r.fs.errno("unlink", db.Remove(e.file))
+	return nil
 }
 
 // Rename is supported between local files only.

@@ -35,6 +35,7 @@ const (
 	DefaultAddr            = ":20202"
 	DefaultMaxLag          = 10 * time.Second
 	DefaultMaxImportSize   = 64 << 30 // 64 GiB
+	DefaultMaxTxSize       = 4 << 30  // 4 GiB: one forwarded transaction
 	DefaultShutdownTimeout = 5 * time.Second
 	DefaultWriteTimeout    = 30 * time.Second
 
@@ -53,6 +54,7 @@ type ServerOptions struct {
 
 	MaxLag          time.Duration // /healthz: a replica further behind is unhealthy; DefaultMaxLag if 0
 	MaxImportSize   int64         // largest accepted POST /import body; DefaultMaxImportSize if 0
+	MaxTxSize       int64         // largest accepted POST /tx body; DefaultMaxTxSize if 0
 	TempDir         string        // for snapshot and import temporary files; os.TempDir() if empty
 	ShutdownTimeout time.Duration // graceful shutdown limit; DefaultShutdownTimeout if 0
 	WriteTimeout    time.Duration // a write (or request-body read) blocked this long ends the response; DefaultWriteTimeout if 0
@@ -93,6 +95,9 @@ func NewServer(store *litefs.Store, opts ServerOptions) *Server {
 	if opts.MaxImportSize <= 0 {
 		opts.MaxImportSize = DefaultMaxImportSize
 	}
+	if opts.MaxTxSize <= 0 {
+		opts.MaxTxSize = DefaultMaxTxSize
+	}
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
 	}
@@ -116,6 +121,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /export", s.handleExport)
 	s.mux.HandleFunc("POST /import", s.handleImport)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.mux.HandleFunc("POST /halt", s.handleHaltAcquire)
+	s.mux.HandleFunc("DELETE /halt", s.handleHaltRelease)
+	s.mux.HandleFunc("GET /halt", s.handleHaltQuery)
+	s.mux.HandleFunc("POST /tx", s.handleTx)
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -45,6 +45,8 @@ func (s *Server) handleStream(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	w.Header().Set(HeaderClusterID, clusterID)
+	// The holder's daemon died or restarted: its HALT locks go at once.
+	defer s.store.ReleaseHaltsOf(sess.nodeID)
 	if s.opts.OnStreamClosed != nil {
 		defer s.opts.OnStreamClosed(sess.nodeID)
 	}

@@ -112,12 +112,15 @@ func runMount(ctx context.Context, args []string) error {
 	defer stop()
 
 	store, err := litefs.OpenStore(ctx, litefs.StoreOptions{
-		Dir:               cfg.Data.Dir,
-		StrictVerify:      cfg.StrictVerify,
-		SkipSync:          cfg.SkipSync,
-		Retention:         cfg.Data.Retention,
-		RetentionInterval: cfg.Data.RetentionMonitorInterval,
-		Logger:            log,
+		Dir:                cfg.Data.Dir,
+		StrictVerify:       cfg.StrictVerify,
+		SkipSync:           cfg.SkipSync,
+		Retention:          cfg.Data.Retention,
+		RetentionInterval:  cfg.Data.RetentionMonitorInterval,
+		Logger:             log,
+		HaltAcquireTimeout: cfg.Halt.AcquireTimeout,
+		HaltTTL:            cfg.Halt.TTL,
+		HaltRenewInterval:  cfg.Halt.RenewInterval,
 		// A benchmark baseline (the cost of FUSE alone): never for real use.
 		Passthrough: os.Getenv("LITEFS_BENCH_PASSTHROUGH") == "1",
 	})
@@ -142,6 +145,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 	replica := !cfg.Lease.Candidate
 	if replica {
 		store.SetReplica(&litefs.PrimaryInfo{Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL})
+		store.SetHaltClient(lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, nil))
 	} else if _, err := store.EnsureClusterID(); err != nil {
 		return err
 	}

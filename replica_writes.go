@@ -1,0 +1,147 @@
+package litefs
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// What a replica lets SQLite write (see docs/ARCHITECTURE.md, "Writes on a
+// replica"). Connections on a replica open the database read-write, so the
+// same connection can write once this node holds the HALT lock. Without it:
+//
+//   - rollback-journal modes: creating the journal is refused with EACCES,
+//     which SQLite reports as SQLITE_READONLY ("attempt to write a readonly
+//     database"), before anything is written;
+//   - WAL mode: the WAL write lock is refused, which SQLite reports as
+//     SQLITE_BUSY once the connection's busy timeout ends. The lock is still
+//     granted to a connection rebuilding the WAL index (SQLite takes it for
+//     that), which writes nothing to the WAL;
+//   - anything that still reaches a write (journal_mode=OFF or MEMORY) is
+//     refused with EROFS, and a commit without the HALT is refused by
+//     forwardTx.
+//
+// Writes that only restore or settle the committed state stay allowed: a
+// hot journal being played back, a checkpoint of recorded WAL frames.
+
+// replicaWriteErr returns the error for a write of kind at off that this
+// replica must refuse, or nil. Always nil on the primary.
+func (db *DB) replicaWriteErr(kind FileKind, truncate bool) error {
+	if db.store.IsPrimary() || kind == FileSHM || kind == FileJournal || db.HaltGranted() {
+		return nil
+	}
+	db.mu.Lock()
+	settling := db.journalHot || db.walMode()
+	db.mu.Unlock()
+	if kind == FileDatabase && settling || kind == FileWAL && truncate {
+		return nil
+	}
+	db.log.Warn("refused write on a replica without the HALT lock", "file", kind.String())
+	return fmt.Errorf("%s %s: %w: take the HALT lock to write on a replica", db.name, kind, ErrReadOnlyReplica)
+}
+
+// MayCreate reports whether SQLite may create the side file kind here: on a
+// replica a new journal means a write transaction, allowed only under the
+// HALT lock.
+func (db *DB) MayCreate(kind FileKind) bool {
+	return kind != FileJournal || db.HaltGranted()
+}
+
+// MayLockWALWrite reports whether lock owner may take SQLite's WAL write
+// lock. On a replica without the HALT it may only to rebuild the WAL index.
+func (db *DB) MayLockWALWrite(owner uint64) bool {
+	if db.HaltGranted() {
+		return true
+	}
+	db.rhalt.mu.Lock()
+	defer db.rhalt.mu.Unlock()
+	if !db.rhalt.recovery {
+		return false
+	}
+	db.rhalt.recoverer = owner
+	return true
+}
+
+// WALWriteUnlocked is called when owner released SQLite's WAL write lock.
+// After the connection that rebuilt the WAL index lets go, the index is
+// valid again and the lock goes back to being refused without the HALT.
+func (db *DB) WALWriteUnlocked(owner uint64) {
+	db.rhalt.mu.Lock()
+	defer db.rhalt.mu.Unlock()
+	if db.rhalt.recovery && db.rhalt.recoverer == owner {
+		db.rhalt.recovery, db.rhalt.recoverer = false, 0
+	}
+}
+
+// walIndexInvalid records that SQLite's next reader rebuilds the WAL index
+// (-shm created, truncated, or reset by an apply).
+func (db *DB) walIndexInvalid() {
+	db.rhalt.mu.Lock()
+	defer db.rhalt.mu.Unlock()
+	db.rhalt.recovery, db.rhalt.recoverer = true, 0
+}
+
+// forwardWALCommit ships the transaction whose commit frame a WAL write of
+// n bytes at off just completed, on a replica holding the HALT. The write
+// is SQLite's commit point: if the primary refuses, the frame header is
+// zeroed (so no recovery ever counts the frame) and the write fails, which
+// makes SQLite roll the transaction back.
+func (db *DB) forwardWALCommit(n int, off int64) error {
+	if db.store.IsPrimary() {
+		return nil
+	}
+	f := db.file(FileWAL)
+	if f == nil {
+		return nil
+	}
+	var hb [WALHeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
+		return nil
+	}
+	hdr, err := ParseWALHeader(hb[:])
+	if err != nil {
+		return nil
+	}
+	frame := int64(WALFrameHeaderSize) + int64(hdr.PageSize)
+	end := off + int64(n)
+	if end < WALHeaderSize+frame || (end-WALHeaderSize)%frame != 0 {
+		return nil
+	}
+	var fh [WALFrameHeaderSize]byte
+	if _, err := f.ReadAt(fh[:], end-frame); err != nil {
+		return fmt.Errorf("read wal frame of %s: %w", db.name, err)
+	}
+	if binary.BigEndian.Uint32(fh[4:8]) == 0 {
+		return nil // not a commit frame
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	err = db.commitWAL()
+	if err == nil {
+		return nil
+	}
+	db.walr = nil // rescan from the cursor: the frame is gone
+	if _, zerr := f.WriteAt(make([]byte, WALFrameHeaderSize), end-frame); zerr != nil {
+		db.log.Error("could not void a refused WAL commit frame", "error", zerr)
+	}
+	return err
+}
+
+// rollbackRefusedTx plays back a hot journal left by a transaction whose
+// forwarding the primary refused (SQLite would do it at its next read),
+// before an apply writes over the same pages. Every connection is locked
+// out. db.mu is held.
+func (db *DB) rollbackRefusedTx() error {
+	if !db.journalHot {
+		return nil
+	}
+	db.closeFile(FileJournal)
+	if err := db.rollbackHotJournal(); err != nil {
+		return fmt.Errorf("%s: %w", db.name, err)
+	}
+	db.journalHot = false
+	db.resetDirty()
+	if err := db.store.invalidate(db.name, FileJournal); err != nil {
+		db.log.Warn("kernel cache invalidation failed", "error", err)
+	}
+	return nil
+}
