@@ -71,6 +71,7 @@ const forwardTimeout = 60 * time.Second
 // remoteHalt is a HALT this replica holds from the primary.
 type remoteHalt struct {
 	id, owner, handle uint64
+	acquired          time.Time
 	void              error // why the lock is void; nil while valid
 	stop              context.CancelFunc
 }
@@ -145,10 +146,11 @@ func (db *DB) acquireRemote(ctx context.Context, owner, handle uint64, wait bool
 		return fmt.Errorf("halt %s: catch up to the primary: %w", db.name, err)
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	h := &remoteHalt{id: id, owner: owner, handle: handle, stop: stop}
+	h := &remoteHalt{id: id, owner: owner, handle: handle, stop: stop, acquired: time.Now()}
 	db.rhalt.mu.Lock()
 	db.rhalt.cur = h
 	db.rhalt.mu.Unlock()
+	db.store.haltEvent(HaltEvent{Type: HaltAcquired, DB: db.name, Holder: db.store.NodeID(), Wait: time.Since(start)})
 	db.log.Info("HALT acquired from primary", "id", FormatNodeID(id), "txid", l.Pos.TXID, "wait", time.Since(start).Round(time.Microsecond))
 	go db.renewLoop(rctx, c, h)
 	return nil
@@ -258,6 +260,7 @@ func (db *DB) releaseRemote(match func(*remoteHalt) bool) {
 	h.stop()
 	db.rhalt.mu.Unlock()
 	db.removeIdleJournal()
+	db.store.haltEvent(HaltEvent{Type: HaltReleased, DB: db.name, Holder: db.store.NodeID(), Held: time.Since(h.acquired)})
 	if void != nil {
 		db.log.Info("void HALT released (no-op)", "id", FormatNodeID(h.id), "reason", void)
 		return

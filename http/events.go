@@ -18,6 +18,8 @@ const (
 	EventTypePrimaryChange = "primaryChange"
 )
 
+// (EventTypeHalt and its data are in halt_events.go.)
+
 // Event is one line of GET /events.
 type Event struct {
 	Type string `json:"type"`
@@ -76,6 +78,8 @@ func (s *Server) followEvents(ctx context.Context, enc *json.Encoder, rc *nethtt
 		return err
 	}
 	last := s.store.Positions()
+	halts, unsubscribe := s.halts.subscribe()
+	defer unsubscribe()
 	tick := time.NewTicker(time.Second) // role changes do not signal subscriptions
 	defer tick.Stop()
 	for {
@@ -84,6 +88,10 @@ func (s *Server) followEvents(ctx context.Context, enc *json.Encoder, rc *nethtt
 			return ctx.Err()
 		case <-sub.C:
 		case <-tick.C:
+		case e := <-halts:
+			if err := enc.Encode(s.haltEvent(e)); err != nil {
+				return err
+			}
 		}
 		if cur := s.roleEventData(); cur != role {
 			role = cur

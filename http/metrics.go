@@ -60,6 +60,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	m.sample("litefs_snapshot_bytes_total", `direction="received"`, float64(metrics.snapshotBytesRecv.Load()))
 	m.counter("litefs_imports_total", "Databases imported through POST /import.", metrics.importsTotal.Load())
 	m.counter("litefs_exports_total", "Databases exported through GET /export.", metrics.exportsTotal.Load())
+	writeHaltMetrics(m)
 }
 
 // metricWriter writes Prometheus text-format lines.

@@ -79,6 +79,8 @@ type Server struct {
 	ln     net.Listener
 	cancel context.CancelFunc // ends long-lived responses (streams, events)
 	base   context.Context
+
+	halts haltFeeds // HALT events for /events
 }
 
 // NewServer returns a server for store. Call Listen, then Serve.
@@ -110,6 +112,7 @@ func NewServer(store *litefs.Store, opts ServerOptions) *Server {
 	s := &Server{store: store, opts: opts, log: opts.Logger, mux: nethttp.NewServeMux()}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.routes()
+	store.OnHalt(s.onHalt)
 	return s
 }
 
