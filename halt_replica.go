@@ -84,6 +84,9 @@ type replicaHalts struct {
 	forwarded map[ltx.TXID]ltx.Checksum // recent forwarded commits: the stream sends them back
 	recovery  bool                      // the WAL index must be rebuilt: grant the WAL write lock
 	recoverer uint64                    // the owner granted the WAL write lock for that
+
+	refusedEnd int64 // end of a WAL commit frame whose forwarding was refused (0: none)
+	refusedErr error // why
 }
 
 // LockHalt takes the HALT lock for a lock owner of NAME-lock (F_OFD_SETLKW

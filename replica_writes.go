@@ -103,6 +103,9 @@ func (db *DB) forwardWALCommit(n int, off int64) error {
 	}
 	frame := int64(WALFrameHeaderSize) + int64(hdr.PageSize)
 	end := off + int64(n)
+	if err := db.refusedFrameRetry(off, end, frame); err != nil {
+		return err
+	}
 	if end < WALHeaderSize+frame || (end-WALHeaderSize)%frame != 0 {
 		return nil
 	}
@@ -123,7 +126,29 @@ func (db *DB) forwardWALCommit(n int, off int64) error {
 	if _, zerr := f.WriteAt(make([]byte, WALFrameHeaderSize), end-frame); zerr != nil {
 		db.log.Error("could not void a refused WAL commit frame", "error", zerr)
 	}
+	db.rhalt.mu.Lock()
+	db.rhalt.refusedEnd, db.rhalt.refusedErr = end, err
+	db.rhalt.mu.Unlock()
 	return err
+}
+
+// refusedFrameRetry fails a write that retries the end of a commit frame
+// whose transaction the primary refused: the kernel splits SQLite's page
+// write at page boundaries, and SQLite retries the part that failed, which
+// must fail again. A new write of that frame's header ends the refusal.
+func (db *DB) refusedFrameRetry(off, end, frame int64) error {
+	db.rhalt.mu.Lock()
+	defer db.rhalt.mu.Unlock()
+	refused := db.rhalt.refusedEnd
+	switch {
+	case refused == 0:
+		return nil
+	case off > refused-frame && end == refused:
+		return db.rhalt.refusedErr
+	case off <= refused-frame:
+		db.rhalt.refusedEnd, db.rhalt.refusedErr = 0, nil
+	}
+	return nil
 }
 
 // rollbackRefusedTx plays back a hot journal left by a transaction whose

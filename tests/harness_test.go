@@ -54,6 +54,9 @@ var (
 // TestMain prepares the shared work directory, checks FUSE, installs the
 // emergency cleanup and runs the tests.
 func TestMain(m *testing.M) {
+	if path := os.Getenv(holdHaltEnv); path != "" {
+		os.Exit(holdHaltChild(path)) // a HALT-holding child process, see halt_faults_test.go
+	}
 	flag.Parse()
 	os.Exit(runTests(m))
 }
