@@ -33,6 +33,9 @@ Usage:
   litefs import -name NAME [-url URL] PATH
   litefs export -name NAME [-url URL] PATH
   litefs status [-url URL] [-json]
+  litefs run [-url URL] [-with-lock] [-db NAME]... [-with-halt-lock-on PATH] [-promote] [-if-candidate] -- CMD ARGS...
+  litefs lock [-url URL] [-db NAME]...
+  litefs unlock [-url URL]
   litefs version
 
 import, export and status talk to the local daemon's HTTP API (default -url
@@ -76,6 +79,10 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 		return runExport(ctx, args[1:], stdout)
 	case "status":
 		return runStatus(ctx, args[1:], stdout)
+	case "run":
+		return runRun(ctx, args[1:], stdout)
+	case "lock", "unlock", holdLockCommand:
+		return runLockCommand(ctx, args[0], args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "litefs %s (commit %s)\n", Version, Commit)
 		return nil
