@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Demo: start a litefs primary and a replica on loopback, write to a database
-# through the primary's mount with the sqlite3 CLI and read it on the replica.
+# through the primary's mount with the sqlite3 CLI, read it on the replica,
+# and write on the replica under the HALT lock (litefs run -with-lock), which
+# forwards the transaction to the primary.
 #
 # Run it with `make demo` (which builds bin/litefs and installs fuse3 and
 # sqlite3 if they are missing). LITEFS_BIN overrides the binary to run.
@@ -164,13 +166,28 @@ echo "==> On the replica: reading the rows the primary wrote"
 sql "$R" "SELECT id, msg FROM t ORDER BY id;"
 echo "==> On the replica: lag behind the primary (ms) = $(cat "${MNT[replica]}/.lag")"
 
-echo "==> On the replica: a write without the HALT lock is refused:"
-if sql "$R" "INSERT INTO t(msg) VALUES ('from the replica');" 2>&1; then
+echo "==> On the replica: a write without the HALT lock is refused (WAL mode: 'database is locked'):"
+if sqlite3 -bail -cmd ".timeout 200" "$R" "INSERT INTO t(msg) VALUES ('from the replica');" 2>&1; then
 	echo "error: the replica accepted a write" >&2
+	exit 1
+fi
+
+echo "==> On the replica: the same write under the HALT lock, forwarded to the primary:"
+echo "    litefs run -with-lock -db demo.db -- sqlite3 $R \"INSERT ...\""
+"$BIN" run -url "http://127.0.0.1:$REPLICA_PORT" -with-lock -db demo.db -- \
+	sqlite3 -bail -cmd ".timeout 5000" "$R" "INSERT INTO t(msg) VALUES ('from the replica, under the HALT lock');"
+wait_pos demo.db
+echo "==> On the primary: the row written on the replica is there"
+sql "$P" "SELECT id, msg FROM t ORDER BY id;"
+echo "==> On the replica: and here (positions: primary $(cat "$P-pos"), replica $(cat "$R-pos"))"
+sql "$R" "SELECT id, msg FROM t ORDER BY id;"
+echo "==> On the replica: once the lock is released, writes are refused again:"
+if sqlite3 -bail -cmd ".timeout 200" "$R" "INSERT INTO t(msg) VALUES ('no lock');" 2>&1; then
+	echo "error: the replica accepted a write without the HALT lock" >&2
 	exit 1
 fi
 
 echo "==> Stopping both nodes with SIGTERM"
 stop replica
 stop primary
-echo "==> Demo finished: writes on the primary appeared on the replica, which stayed read-only"
+echo "==> Demo finished: writes on the primary appeared on the replica; the replica wrote only under the HALT lock, and that write reached the primary"
