@@ -342,3 +342,27 @@ func TestHalt_PrimaryReadersAreNotBlocked(t *testing.T) {
 		}
 	}
 }
+
+// TestHalt_MountWithLockRunsAMigrationFromAReplica: "litefs mount
+// -with-lock -- CMD" on a replica waits until it is ready, holds the HALT
+// on every database while CMD runs, and exits with CMD's code.
+func TestHalt_MountWithLockRunsAMigrationFromAReplica(t *testing.T) {
+	RequireFUSE(t)
+	p := StartNode(t, NodeOptions{})
+	pdb := openModeDB(t, p, "f.db", journalModes[0])
+	mustExec(t, pdb, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	dir := t.TempDir()
+	migration := fmt.Sprintf(`sqlite3 -bail -cmd ".timeout 5000" %s/mnt/f.db "CREATE TABLE m(x); INSERT INTO t(v) VALUES ('migrated')" && exit 3`, dir)
+	r := StartNode(t, NodeOptions{Primary: p, Dir: dir, NoWait: true, Args: []string{"-with-lock", "--", "sh", "-c", "'" + strings.ReplaceAll(migration, "'", `'\''`) + "'"}})
+	code, err := r.WaitExit(60 * time.Second)
+	if err != nil || code != 3 {
+		t.Fatalf("litefs mount -with-lock: exit %d, %v; want CMD's code 3\n%s", code, err, r.Log())
+	}
+	if got := queryString(t, pdb, "SELECT v FROM t"); got != "migrated" {
+		t.Errorf("primary: row %q, want the migration's row", got)
+	}
+	if got := queryString(t, pdb, "SELECT count(*) FROM sqlite_schema WHERE name = 'm'"); got != "1" {
+		t.Errorf("primary: the migration's table m is missing")
+	}
+	mustExec(t, pdb, "INSERT INTO t(v) VALUES ('primary writes again')")
+}

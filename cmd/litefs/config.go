@@ -29,6 +29,9 @@ type Config struct {
 	// Exec lists the commands run once the node is ready; the last one is the
 	// application. A plain string in the file becomes a single entry.
 	Exec ExecConfigs `yaml:"exec"`
+	// WithLock (litefs mount -with-lock, not a config key) runs Exec while
+	// this node holds the HALT lock on every database.
+	WithLock bool `yaml:"-"`
 
 	Data  DataConfig  `yaml:"data"`  // Data is the data directory section.
 	FUSE  FUSEConfig  `yaml:"fuse"`  // FUSE is the mount section.

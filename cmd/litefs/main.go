@@ -29,7 +29,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 const usage = `litefs: replicated SQLite through a FUSE mount
 
 Usage:
-  litefs mount [-config PATH] [-no-expand-env] [-- CMD ARGS...]
+  litefs mount [-config PATH] [-no-expand-env] [-with-lock] [-- CMD ARGS...]
   litefs import -name NAME [-url URL] PATH
   litefs export -name NAME [-url URL] PATH
   litefs status [-url URL] [-json]

@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/litefs/litefs"
 	"github.com/litefs/litefs/fuse"
@@ -22,6 +23,7 @@ import (
 type mountFlags struct {
 	configPath  string
 	noExpandEnv bool
+	withLock    bool     // run the exec commands under the HALT lock on every database
 	cmd         []string // after "--": replaces the config's exec list
 }
 
@@ -30,6 +32,7 @@ func parseMountFlags(args []string) (*mountFlags, error) {
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fs.StringVar(&mf.configPath, "config", "", "path to litefs.yml (default: ./litefs.yml, ~/litefs.yml, /etc/litefs.yml)")
 	fs.BoolVar(&mf.noExpandEnv, "no-expand-env", false, "do not expand environment variables in the config")
+	fs.BoolVar(&mf.withLock, "with-lock", false, "run the command after -- (or exec) while holding the HALT lock on every database")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &usageError{msg: "mount: help requested"}
@@ -57,6 +60,10 @@ func loadMountConfig(mf *mountFlags) (*Config, error) {
 	if len(mf.cmd) > 0 {
 		cfg.Exec = ExecConfigs{{Cmd: strings.Join(mf.cmd, " ")}}
 	}
+	if mf.withLock && len(cfg.Exec) == 0 {
+		return nil, &usageError{msg: "mount: -with-lock needs a command: litefs mount -with-lock -- CMD ARGS..."}
+	}
+	cfg.WithLock = mf.withLock
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
@@ -197,13 +204,47 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 
 	var execErr error
 	if len(cfg.Exec) > 0 {
-		execErr = runExec(ctx, cfg.Exec, log)
+		execErr = runExecWhenReady(ctx, cfg, store, log)
 		stop()
 	}
 	err := <-mounted
 	log.Info("unmounted", "dir", cfg.FUSE.Dir)
 	if execErr != nil {
 		return execErr
+	}
+	return err
+}
+
+// runExecWhenReady waits until the node is ready (a replica has caught up
+// with the primary), then runs the exec commands; with -with-lock it holds
+// the HALT lock on every database meanwhile.
+func runExecWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+	for store.Lag() >= litefs.NotSyncedLag {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !cfg.WithLock {
+		return runExec(ctx, cfg.Exec, log)
+	}
+	var names []string
+	for _, db := range store.DBs() {
+		names = append(names, db.Name())
+	}
+	if len(names) == 0 {
+		log.Warn("-with-lock: there is no database to lock yet; running the command without the HALT lock")
+		return runExec(ctx, cfg.Exec, log)
+	}
+	release, err := holdHaltLocks(ctx, cfg.FUSE.Dir, names)
+	if err != nil {
+		return fmt.Errorf("-with-lock: %w", err)
+	}
+	log.Info("-with-lock: holding the HALT lock", "dbs", names)
+	err = runExec(ctx, cfg.Exec, log)
+	if rerr := release(); rerr != nil && err == nil {
+		err = fmt.Errorf("-with-lock: release: %w", rerr)
 	}
 	return err
 }
