@@ -140,6 +140,14 @@ func (db *DB) acquireRemote(ctx context.Context, owner, handle uint64, wait bool
 	start := time.Now()
 	l, err := c.AcquireHalt(ctx, db.name, id, wait)
 	if err != nil {
+		// The primary may have granted it just as the request was given up
+		// (an interrupted F_SETLKW): release it, or it would block every
+		// other holder until it expires. Releasing an unknown id is a no-op.
+		go func() {
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer rcancel()
+			_ = c.ReleaseHalt(rctx, db.name, id)
+		}()
 		return fmt.Errorf("halt %s: %w", db.name, err)
 	}
 	if err := db.waitForPos(ctx, l.Pos); err != nil {
