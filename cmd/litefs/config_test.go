@@ -441,6 +441,9 @@ func typeKeyPaths(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Tag.Get("yaml") == "-" {
+			continue // not a config key (set from the command line)
+		}
 		p := joinPath(prefix, f.Tag.Get("yaml"))
 		out = append(out, p)
 		switch {
