@@ -23,9 +23,9 @@ const (
 
 // workDir is the benchmark's temp directory: plain/ holds the baseline
 // databases, data/ is the recording primary's data directory and mnt/ its
-// FUSE mount; bare-*, replica-* and snap-* belong to the other daemons. All
-// live on the same filesystem, so the only difference between a plain run
-// and a litefs run is litefs itself.
+// FUSE mount; bare-*, replica-*, snap-* and halt-* belong to the other
+// daemons. All live on the same filesystem, so the only difference between
+// a plain run and a litefs run is litefs itself.
 type workDir struct {
 	root   string
 	plain  string
@@ -35,8 +35,9 @@ type workDir struct {
 	log    string
 	bare   mountDirs // a second mount that records nothing: the cost of FUSE alone
 	// replica follows the primary for the lag figures; snap starts empty
-	// for the snapshot catch-up figure.
-	replica, snap mountDirs
+	// for the snapshot catch-up figure; halt is the replica that writes
+	// under the HALT lock.
+	replica, snap, halt mountDirs
 }
 
 // mountDirs are the paths of one daemon.
@@ -59,9 +60,10 @@ func newWorkDir() (*workDir, error) {
 		bare:    namedDirs(root, "bare"),
 		replica: namedDirs(root, "replica"),
 		snap:    namedDirs(root, "snap"),
+		halt:    namedDirs(root, "halt"),
 	}
 	dirs := []string{w.plain, w.data, w.mnt}
-	for _, m := range []mountDirs{w.bare, w.replica, w.snap} {
+	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt} {
 		dirs = append(dirs, m.data, m.mnt)
 	}
 	for _, dir := range dirs {
@@ -83,7 +85,7 @@ func namedDirs(root, name string) mountDirs {
 
 // mounts returns every mount point of the benchmark's daemons.
 func (w *workDir) mounts() []string {
-	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt}
+	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt}
 }
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.

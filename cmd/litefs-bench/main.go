@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,10 +30,47 @@ type options struct {
 	litefs string
 	keep   bool
 	json   bool
+	only   []string // sections to run, in sectionNames order; all when -only is not given
 	config
 }
 
+// The benchmark's sections, in the order they run and print.
+const (
+	sectionWorkloads   = "workloads"   // write rates and bulk insert: plain vs FUSE only vs litefs
+	sectionReplication = "replication" // replication lag and snapshot catch-up
+	sectionHalt        = "halt"        // HALT lock write forwarding
+)
+
+// sectionNames lists every section in order.
+var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt}
+
+// runs reports whether section is selected.
+func (o options) runs(section string) bool { return slices.Contains(o.only, section) }
+
+// parseSections parses -only: a comma-separated list of section names.
+// It returns the sections in run order, without duplicates.
+func parseSections(list string) ([]string, error) {
+	want := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(sectionNames, name) {
+			return nil, fmt.Errorf("-only: unknown section %q (want a comma-separated list of %s)", name, strings.Join(sectionNames, ", "))
+		}
+		want[name] = true
+	}
+	var out []string
+	for _, name := range sectionNames {
+		if want[name] {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
 func main() {
+	// A closed stdout ("| head") must fail a write, not kill the process
+	// before it has stopped its daemons and removed their mounts.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		// After the first signal the benchmark cleans up; a second one
@@ -79,7 +117,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.snapshotMB, "snapshot-mb", 200, "size in MB of the database a new replica catches up on")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directory (databases, LTX files, daemon log)")
 	fs.BoolVar(&o.json, "json", false, "also write the results as JSON to stdout (the table then goes to stderr)")
+	only := fs.String("only", strings.Join(sectionNames, ","), "run only these sections (comma-separated: "+strings.Join(sectionNames, ", ")+")")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.only, err = parseSections(*only); err != nil {
 		return o, err
 	}
 	switch {
@@ -120,40 +163,67 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 			err = errors.Join(err, fmt.Errorf("stop litefs: %w", stopErr))
 		}
 	}()
-	bare, err := startDaemon(ctx, opts.litefs, w, true)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if stopErr := bare.stop(); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop litefs (fuse only): %w", stopErr))
-		}
-	}()
 
-	results, err := runAll(ctx, workloads(opts.config), w, d, bare, progress)
-	if err != nil {
-		return err
+	var results []result
+	if opts.runs(sectionWorkloads) {
+		var bare *daemon
+		if bare, err = startDaemon(ctx, opts.litefs, w, true); err != nil {
+			return err
+		}
+		// err is bench's own result here: a failed stop is reported.
+		defer func() {
+			if stopErr := bare.stop(); stopErr != nil {
+				err = errors.Join(err, fmt.Errorf("stop litefs (fuse only): %w", stopErr))
+			}
+		}()
+		if results, err = runAll(ctx, workloads(opts.config), w, d, bare, progress); err != nil {
+			return err
+		}
+		if err := verifyRecorded(w.mnt, results); err != nil {
+			return err
+		}
 	}
-	if err := verifyRecorded(w.mnt, results); err != nil {
-		return err
+	var repl *replResult
+	if opts.runs(sectionReplication) {
+		var r replResult
+		if r, err = runReplication(ctx, opts, w, d, progress); err != nil {
+			return err
+		}
+		repl = &r
 	}
-	repl, err := runReplication(ctx, opts, w, d, progress)
-	if err != nil {
-		return err
+	var halt *haltResult
+	if opts.runs(sectionHalt) {
+		fmt.Fprintf(progress, "==> HALT write forwarding\n")
+		var h haltResult
+		if h, err = runHalt(ctx, opts, w, d, progress); err != nil {
+			return err
+		}
+		halt = &h
 	}
+
 	printHeader(table, opts)
-	if err := printTable(table, results); err != nil {
-		return err
+	if opts.runs(sectionWorkloads) {
+		if err := printTable(table, results); err != nil {
+			return err
+		}
+		fmt.Fprintln(table)
+		if err := printRecorded(table, results); err != nil {
+			return err
+		}
+		fmt.Fprintln(table)
 	}
-	fmt.Fprintln(table)
-	if err := printRecorded(table, results); err != nil {
-		return err
+	if repl != nil {
+		if err := printReplication(table, *repl); err != nil {
+			return err
+		}
+		fmt.Fprintln(table)
 	}
-	fmt.Fprintln(table)
-	if err := printReplication(table, repl); err != nil {
-		return err
+	if halt != nil {
+		if err := printHalt(table, *halt); err != nil {
+			return err
+		}
 	}
-	return writeJSON(jsonOut, opts.config, results, repl)
+	return writeJSON(jsonOut, opts.config, results, repl, halt)
 }
 
 // checkTools fails early when the litefs binary or fusermount3 is missing.
@@ -237,8 +307,12 @@ func printHeader(w io.Writer, opts options) {
 	if out, err := exec.Command(opts.litefs, "version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
 	}
-	fmt.Fprintf(w, "\nlitefs-bench: %s; %s/%s, %d CPUs; -duration %s, -rows %d, -snapshot-mb %d\n\n",
-		version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), opts.duration, opts.rows, opts.snapshotMB)
+	var only string
+	if len(opts.only) < len(sectionNames) {
+		only = ", -only " + strings.Join(opts.only, ",")
+	}
+	fmt.Fprintf(w, "\nlitefs-bench: %s; %s/%s, %d CPUs; -duration %s, -rows %d, -snapshot-mb %d%s\n\n",
+		version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), opts.duration, opts.rows, opts.snapshotMB, only)
 }
 
 // cleanup removes the temp directory unless keep is set or a mount is still
@@ -246,7 +320,7 @@ func printHeader(w io.Writer, opts options) {
 // shows the end of the daemon's log.
 func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
 	if failed {
-		for _, log := range []string{w.log, w.replica.log, w.snap.log} {
+		for _, log := range []string{w.log, w.replica.log, w.snap.log, w.halt.log} {
 			if tail := logTail(log, 30); tail != "" {
 				fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", log, tail)
 			}

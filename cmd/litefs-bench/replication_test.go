@@ -223,7 +223,8 @@ func TestPrintReplication(t *testing.T) {
 
 func TestWriteJSONReplication(t *testing.T) {
 	var buf bytes.Buffer
-	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, sampleRepl(2)); err != nil {
+	repl := sampleRepl(2)
+	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, &repl, nil); err != nil {
 		t.Fatal(err)
 	}
 	var rep jsonReport

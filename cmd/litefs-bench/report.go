@@ -144,16 +144,31 @@ type jsonFigure struct {
 
 // jsonReport is the whole -json output.
 type jsonReport struct {
-	Duration    string          `json:"duration"`
-	Rows        int             `json:"rows"`
-	Figures     []jsonFigure    `json:"figures"`
-	Note        string          `json:"reference"`
-	Replication jsonReplication `json:"replication"`
+	Duration    string           `json:"duration"`
+	Rows        int              `json:"rows"`
+	Sections    []string         `json:"sections"`
+	Figures     []jsonFigure     `json:"figures,omitempty"`
+	Note        string           `json:"reference"`
+	Replication *jsonReplication `json:"replication,omitempty"`
+	Halt        *jsonHalt        `json:"halt,omitempty"`
 }
 
-// writeJSON writes the results as one indented JSON document.
-func writeJSON(w io.Writer, cfg config, results []result, repl replResult) error {
-	rep := jsonReport{Duration: cfg.duration.String(), Rows: cfg.rows, Note: referenceNote, Replication: replicationJSON(repl)}
+// writeJSON writes the results as one indented JSON document. A nil repl
+// or halt is a section that did not run and is left out.
+func writeJSON(w io.Writer, cfg config, results []result, repl *replResult, halt *haltResult) error {
+	rep := jsonReport{Duration: cfg.duration.String(), Rows: cfg.rows, Note: referenceNote}
+	if results != nil {
+		rep.Sections = append(rep.Sections, sectionWorkloads)
+	}
+	if repl != nil {
+		j := replicationJSON(*repl)
+		rep.Replication = &j
+		rep.Sections = append(rep.Sections, sectionReplication)
+	}
+	if halt != nil {
+		rep.Halt = haltJSON(*halt)
+		rep.Sections = append(rep.Sections, sectionHalt)
+	}
 	for _, r := range results {
 		f := jsonFigure{
 			Workload: r.workload.name, DB: r.workload.db, Unit: unitName(r.workload.unit),
