@@ -25,7 +25,7 @@ DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)
 
-.PHONY: all deps check-go build test bench demo sqlite-tests clean
+.PHONY: all deps check-go build test bench demo sqlite-tests clean consul
 
 all: build
 
@@ -57,7 +57,12 @@ ifneq ($(BENCH_SRC),)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/litefs-bench ./cmd/litefs-bench
 endif
 
-test: deps check-go
+# Real Consul agent for the consul package's tests: built once from
+# tests/tools (3.5-6 min cold), then cached in bin/consul.
+consul:
+	./scripts/build-consul.sh
+
+test: deps check-go consul
 	@echo "==> gofmt -l"
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*')); \
 	if [ -n "$$unformatted" ]; then \

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	bazil.org/fuse v0.0.0-20230120002735-62a210ff1fd5
+	github.com/hashicorp/consul/api v1.34.5
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/superfly/litefs-go v0.0.0-20230227231337-34ea5dcf1e0b
 	github.com/superfly/ltx v0.5.3
@@ -16,7 +17,6 @@ require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/fatih/color v1.19.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
-	github.com/hashicorp/consul/api v1.34.5 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
 	github.com/hashicorp/go-hclog v1.6.3 // indirect
