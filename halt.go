@@ -296,16 +296,26 @@ func (s *Store) ReleaseAllHalts() {
 // apply itself, as on a replica.
 func (db *DB) ApplyForwardedLTX(ctx context.Context, id, holder uint64, r io.Reader) (ltx.Pos, error) {
 	db.halt.mu.Lock()
-	defer db.halt.mu.Unlock()
 	h, err := db.heldBy(id, holder)
+	db.halt.mu.Unlock()
 	if err != nil {
 		return ltx.Pos{}, db.refuseTx("not-holder", err)
 	}
+	// The body is read without the HALT mutex: a holder that goes silent
+	// mid-upload must not keep its lock from expiring.
 	in, err := db.spoolLTX(r)
 	if err != nil {
 		return ltx.Pos{}, db.refuseTx("invalid", err)
 	}
 	defer in.remove()
+	db.halt.mu.Lock()
+	defer db.halt.mu.Unlock()
+	if cur, err := db.heldBy(id, holder); err != nil || cur != h {
+		if err == nil {
+			err = fmt.Errorf("halt %s: %w: the lock changed during the upload", db.name, ErrHaltNotHeld)
+		}
+		return ltx.Pos{}, db.refuseTx("not-holder", err)
+	}
 	if err := db.checkForwarded(in); err != nil {
 		return ltx.Pos{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	nethttp "net/http"
 	"strconv"
 	"time"
@@ -122,7 +123,16 @@ func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request)
 		return
 	}
 	q := r.URL.Query()
-	if renew, _ := strconv.ParseBool(q.Get("renew")); renew {
+	renew := false
+	if v := q.Get("renew"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			haltError(w, fmt.Errorf("%w: query parameter \"renew\" must be true or false", litefs.ErrHaltInvalid))
+			return
+		}
+		renew = b
+	}
+	if renew {
 		l, err := req.db.RenewHalt(req.id, req.holder)
 		if err != nil {
 			haltError(w, err)
@@ -190,7 +200,8 @@ func (s *Server) handleTx(w nethttp.ResponseWriter, r *nethttp.Request) {
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	body := nethttp.MaxBytesReader(w, r.Body, s.opts.MaxTxSize)
+	body := io.Reader(nethttp.MaxBytesReader(w, r.Body, s.opts.MaxTxSize))
+	body = &deadlineReader{r: body, rc: nethttp.NewResponseController(w), timeout: s.opts.WriteTimeout}
 	pos, err := req.db.ApplyForwardedLTX(ctx, req.id, req.holder, body)
 	if err != nil {
 		var mbe *nethttp.MaxBytesError
