@@ -24,18 +24,7 @@ func runExec(ctx context.Context, cmds ExecConfigs, log *slog.Logger) error {
 		}
 		sigs := make(chan os.Signal, 2)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var err error
-	wait:
-		for {
-			select {
-			case sig := <-sigs:
-				_ = cmd.Process.Signal(sig)
-			case err = <-done:
-				break wait
-			}
-		}
+		err := waitForwardingSignals(cmd, sigs)
 		signal.Stop(sigs)
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -48,4 +37,19 @@ func runExec(ctx context.Context, cmds ExecConfigs, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// waitForwardingSignals waits for the started cmd to exit, passing every
+// signal received on sigs on to it.
+func waitForwardingSignals(cmd *exec.Cmd, sigs <-chan os.Signal) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			_ = cmd.Process.Signal(sig)
+		case err := <-done:
+			return err
+		}
+	}
 }

@@ -241,18 +241,7 @@ func runChild(argv []string, stdout io.Writer, sigs <-chan os.Signal) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run: start %s: %w", argv[0], err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-wait:
-	for {
-		select {
-		case sig := <-sigs:
-			_ = cmd.Process.Signal(sig)
-		case err = <-done:
-			break wait
-		}
-	}
+	err := waitForwardingSignals(cmd, sigs)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
