@@ -122,15 +122,15 @@ func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request)
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	renew := false
-	if v := q.Get("renew"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			haltError(w, fmt.Errorf("%w: query parameter \"renew\" must be true or false", litefs.ErrHaltInvalid))
-			return
-		}
-		renew = b
+	renew, err := boolParam(r, "renew", false)
+	if err != nil {
+		haltError(w, err)
+		return
+	}
+	wait, err := boolParam(r, "wait", true)
+	if err != nil {
+		haltError(w, err)
+		return
 	}
 	if renew {
 		l, err := req.db.RenewHalt(req.id, req.holder)
@@ -140,15 +140,6 @@ func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request)
 		}
 		writeJSON(w, nethttp.StatusOK, newHaltJSON(l))
 		return
-	}
-	wait := true
-	if v := q.Get("wait"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			haltError(w, fmt.Errorf("%w: query parameter \"wait\" must be true or false", litefs.ErrHaltInvalid))
-			return
-		}
-		wait = b
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
@@ -162,6 +153,19 @@ func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request)
 		return
 	}
 	writeJSON(w, nethttp.StatusOK, newHaltJSON(l))
+}
+
+// boolParam returns the boolean query parameter name, def when absent.
+func boolParam(r *nethttp.Request, name string, def bool) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: query parameter %q must be true or false", litefs.ErrHaltInvalid, name)
+	}
+	return b, nil
 }
 
 // handleHaltRelease answers DELETE /halt.
