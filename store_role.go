@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -26,6 +27,7 @@ type roleState struct {
 	nodeID    uint64
 	clusterID string
 	primary   *PrimaryInfo // nil: this node is the primary
+	replica   atomic.Bool  // primary != nil, readable without mu
 	lag       time.Duration
 	synced    bool // a replica has completed its first catch-up
 	connected bool // a replica's stream to the primary is up
@@ -126,9 +128,8 @@ func (s *Store) SetClusterID(id string) error {
 
 // IsPrimary reports whether this node is the primary.
 func (s *Store) IsPrimary() bool {
-	s.role.mu.Lock()
-	defer s.role.mu.Unlock()
-	return s.role.primary == nil
+	// Read on every database and WAL write: an atomic, not the role mutex.
+	return !s.role.replica.Load()
 }
 
 // Primary returns the primary this replica follows, or nil on the primary.
@@ -150,11 +151,13 @@ func (s *Store) SetReplica(p *PrimaryInfo) {
 	defer s.role.mu.Unlock()
 	if p == nil {
 		s.role.primary = nil
+		s.role.replica.Store(false)
 		s.role.lag, s.role.synced = 0, true
 		return
 	}
 	cp := *p
 	s.role.primary = &cp
+	s.role.replica.Store(true)
 }
 
 // SetConnected records whether a replica's stream is up, and its lag once

@@ -77,7 +77,7 @@ func (f *FS) haltQuery(ctx context.Context, db *litefs.DB, req *fuse.QueryLockRe
 	return nil
 }
 
-// walWriteLock reports whether a lock request on -shm asks for SQLite's
+// walWriteRefused reports whether a lock request on -shm asks for SQLite's
 // WAL write lock and must be refused: on a replica without the HALT lock.
 func (f *FS) walWriteRefused(db *litefs.DB, req *fuse.LockRequest) bool {
 	if req.Lock.Type != fuse.LockWrite || req.Lock.Start > litefs.WALWriteLockByte || req.Lock.End < litefs.WALWriteLockByte {
