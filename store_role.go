@@ -148,16 +148,25 @@ func (s *Store) Primary() *PrimaryInfo {
 // apply path.
 func (s *Store) SetReplica(p *PrimaryInfo) {
 	s.role.mu.Lock()
-	defer s.role.mu.Unlock()
+	prev := s.role.primary
 	if p == nil {
 		s.role.primary = nil
 		s.role.replica.Store(false)
 		s.role.lag, s.role.synced = 0, true
-		return
+	} else {
+		cp := *p
+		s.role.primary = &cp
+		s.role.replica.Store(true)
 	}
-	cp := *p
-	s.role.primary = &cp
-	s.role.replica.Store(true)
+	s.role.mu.Unlock()
+
+	// SPEC 8.3: HALT locks do not survive a change of primary.
+	switch {
+	case prev == nil && p != nil:
+		s.ReleaseAllHalts() // this node stopped being primary
+	case prev != nil && (p == nil || *p != *prev):
+		s.VoidHalts(fmt.Errorf("%w: the primary changed", ErrHaltVoid))
+	}
 }
 
 // SetConnected records whether a replica's stream is up, and its lag once

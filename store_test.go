@@ -307,3 +307,44 @@ func TestRecover_CompletesAHalfAppliedNewestTransaction(t *testing.T) {
 		t.Fatalf("position after recovery %v, want %v", got, want)
 	}
 }
+
+// TestSetReplica_EndsHaltsWhenThePrimaryChanges: a primary that becomes a
+// replica drops the HALTs it granted (SPEC 8.3).
+func TestSetReplica_EndsHaltsWhenThePrimaryChanges(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	db, err := s.CreateDB("a.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AcquireHalt(context.Background(), 1, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	s.SetReplica(&PrimaryInfo{Hostname: "other", AdvertiseURL: "http://127.0.0.1:1"})
+	if l, held := db.HaltHolder(); held {
+		t.Fatalf("HALT %+v still held after this node became a replica", l)
+	}
+	if db.Locks(FileSHM).Held(LockWrite, WALWriteLockByte, WALWriteLockByte) || db.Locks(FileDatabase).Held(LockWrite, ReservedByte, ReservedByte) {
+		t.Fatal("the dropped HALT still holds SQLite's write locks")
+	}
+}
+
+// TestSetReplica_VoidsTheHaltOfAReplicaWhenThePrimaryChanges: a HALT this
+// replica holds from its old primary is void once another node is primary.
+func TestSetReplica_VoidsTheHaltOfAReplicaWhenThePrimaryChanges(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	db, err := s.CreateDB("a.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReplica(&PrimaryInfo{Hostname: "old", AdvertiseURL: "http://127.0.0.1:1"})
+	h := &remoteHalt{id: 7, stop: func() {}}
+	db.rhalt.cur = h
+	s.SetReplica(&PrimaryInfo{Hostname: "old", AdvertiseURL: "http://127.0.0.1:1"})
+	if h.void != nil {
+		t.Fatalf("the HALT was voided although the primary did not change: %v", h.void)
+	}
+	s.SetReplica(&PrimaryInfo{Hostname: "new", AdvertiseURL: "http://127.0.0.1:2"})
+	if !errors.Is(h.void, ErrHaltVoid) {
+		t.Fatalf("HALT from the old primary: void = %v, want ErrHaltVoid", h.void)
+	}
+}
