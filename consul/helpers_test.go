@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/litefs/litefs"
+	"github.com/litefs/litefs/internal/consultest"
 	"github.com/superfly/ltx"
 )
 
@@ -56,7 +57,7 @@ func runHolder() int {
 }
 
 // startHolderProcess starts the helper and waits until it holds the lease.
-func startHolderProcess(t *testing.T, a *testAgent, url string) *exec.Cmd {
+func startHolderProcess(t *testing.T, a *consultest.Agent, url string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envHolder+"=1", envHolderURL+"="+url)
@@ -86,7 +87,7 @@ func startHolderProcess(t *testing.T, a *testAgent, url string) *exec.Cmd {
 			t.Fatalf("holder process: %s", l)
 		}
 	case <-time.After(25 * time.Second):
-		t.Fatalf("holder process did not acquire the lease in time\n%s", a.logs.String())
+		t.Fatalf("holder process did not acquire the lease in time\n%s", a.Logs())
 	}
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/litefs/litefs"
+	"github.com/litefs/litefs/internal/consultest"
 	"github.com/superfly/ltx"
 )
 
@@ -24,7 +25,7 @@ func TestLeaser_OnlyOneCandidateHoldsTheLease(t *testing.T) {
 		{"five candidates", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := startAgent(t)
+			a := consultest.Start(t)
 			ctx := testContext(t, 30*time.Second)
 			leases := make([]litefs.Lease, tc.candidates)
 			errs := make([]error, tc.candidates)
@@ -80,7 +81,7 @@ func TestLeaser_OnlyOneCandidateHoldsTheLease(t *testing.T) {
 }
 
 func TestLeaser_CleanReleaseLetsAnotherCandidateAcquireWithinASecond(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 30*time.Second)
 	la, lb := newLeaser(t, a.URL, Config{}), newLeaser(t, a.URL, Config{})
 	held, err := la.Acquire(ctx, testInfo("a", nil))
@@ -120,7 +121,7 @@ func TestLeaser_CleanReleaseLetsAnotherCandidateAcquireWithinASecond(t *testing.
 }
 
 func TestLeaser_HolderThatStopsRenewingIsReplacedAfterItsDeadlineWithinFiveSeconds(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 30*time.Second)
 	la, lb := newLeaser(t, a.URL, Config{}), newLeaser(t, a.URL, Config{})
 	held, err := la.Acquire(ctx, testInfo("a", nil))
@@ -153,7 +154,7 @@ func TestLeaser_HolderThatStopsRenewingIsReplacedAfterItsDeadlineWithinFiveSecon
 }
 
 func TestLeaser_KilledHolderProcessIsReplacedWithinFiveSeconds(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 40*time.Second)
 	holder := startHolderProcess(t, a, a.URL)
 	time.Sleep(time.Second) // a few renewals
@@ -179,7 +180,7 @@ func TestLeaser_KilledHolderProcessIsReplacedWithinFiveSeconds(t *testing.T) {
 }
 
 func TestLeaser_HolderLearnsLossWhenConsulStops(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 30*time.Second)
 	l := newLeaser(t, a.URL, Config{})
 	held, err := l.Acquire(ctx, testInfo("a", nil))
@@ -188,7 +189,7 @@ func TestLeaser_HolderLearnsLossWhenConsulStops(t *testing.T) {
 	}
 	time.Sleep(700 * time.Millisecond)
 
-	a.Kill()
+	a.Stop(t)
 	killedAt := time.Now()
 	doneAt := waitDone(t, held, 5*time.Second)
 	took := doneAt.Sub(killedAt)
@@ -222,7 +223,7 @@ func TestLeaser_HolderLearnsAtOnceWhenItsSessionIsInvalidated(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := startAgent(t)
+			a := consultest.Start(t)
 			ctx := testContext(t, 30*time.Second)
 			held, err := newLeaser(t, a.URL, Config{}).Acquire(ctx, testInfo("a", nil))
 			if err != nil {
@@ -245,7 +246,7 @@ func TestLeaser_HolderLearnsAtOnceWhenItsSessionIsInvalidated(t *testing.T) {
 }
 
 func TestLeaser_ReplicaSeesPrimaryChangeByBlockingQuery(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 30*time.Second)
 	states, next := startWatcher(t, ctx, newLeaser(t, a.URL, Config{}))
 	if st := next("the initial state", time.Now()); st.Held {
@@ -299,7 +300,7 @@ func TestLeaser_ReplicaSeesPrimaryChangeByBlockingQuery(t *testing.T) {
 }
 
 func TestLeaser_ClusterIDMismatchIsRefused(t *testing.T) {
-	a := startAgent(t)
+	a := consultest.Start(t)
 	ctx := testContext(t, 30*time.Second)
 	first, other := newLeaser(t, a.URL, Config{}), newLeaser(t, a.URL, Config{})
 
@@ -360,7 +361,7 @@ func TestLeaser_ValueCarriesPositions(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := startAgent(t)
+			a := consultest.Start(t)
 			ctx := testContext(t, 30*time.Second)
 			l := newLeaser(t, a.URL+"/team/litefs", Config{}) // key prefix from the URL's path
 			held, err := l.Acquire(ctx, testInfo("a", tc.positions))
@@ -405,7 +406,7 @@ func TestLeaser_CandidateBehindTheLastPrimaryIsRefused(t *testing.T) {
 		{"ahead", map[string]ltx.Pos{"db": {TXID: 8, PostApplyChecksum: 0x88}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := startAgent(t)
+			a := consultest.Start(t)
 			ctx := testContext(t, 30*time.Second)
 			held, err := newLeaser(t, a.URL, Config{}).Acquire(ctx, testInfo("a", nil))
 			if err != nil {

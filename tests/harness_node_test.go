@@ -31,8 +31,11 @@ type NodeOptions struct {
 	// Primary, when set, makes this node a static-lease replica of Primary:
 	// candidate false, hostname and advertise-url naming Primary.
 	Primary *Node
+	// Consul, when set, makes this node use a consul lease (see
+	// ConsulLease); it takes precedence over Primary.
+	Consul *ConsulLease
 	// Lease, when set, replaces the whole generated `lease:` section
-	// (it must start with "lease:").
+	// (it must start with "lease:"); it overrides Consul and Primary.
 	Lease string
 	// Retention, when set, is written as data.retention (e.g. "1s").
 	Retention string
@@ -163,6 +166,8 @@ func (n *Node) configYAML() string {
 	switch {
 	case n.opts.Lease != "":
 		b.WriteString(strings.TrimRight(n.opts.Lease, "\n") + "\n")
+	case n.opts.Consul != nil:
+		b.WriteString(n.opts.Consul.yaml(n))
 	case n.opts.Primary != nil:
 		p := n.opts.Primary
 		fmt.Fprintf(&b, "lease:\n  type: static\n  candidate: false\n  hostname: %q\n  advertise-url: %q\n", p.Name, p.URL())
