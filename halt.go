@@ -322,6 +322,9 @@ func (db *DB) ApplyForwardedLTX(ctx context.Context, id, holder uint64, r io.Rea
 	if err := db.checkApplicable(in); err != nil {
 		return ltx.Pos{}, db.refuseTx("checksum", err)
 	}
+	if err := db.store.checkLease(); err != nil {
+		return ltx.Pos{}, db.refuseTx("not-primary", fmt.Errorf("halt %s: %w: %w", db.name, ErrNotPrimary, err))
+	}
 	pos, err := db.applyIncoming(ctx, in, h.owner)
 	if err != nil {
 		return ltx.Pos{}, err

@@ -315,10 +315,11 @@ func (db *DB) HaltGranted() bool {
 }
 
 // forwardTx ships a transaction committed on this replica to the primary
-// before the commit completes. On the primary it does nothing. db.mu is held.
+// before the commit completes. On the primary it only checks the lease
+// deadline (SetLeaseDeadline). db.mu is held.
 func (db *DB) forwardTx(out *ltxOut, pos ltx.Pos) error {
 	if db.store.IsPrimary() {
-		return nil
+		return db.store.checkLease()
 	}
 	db.rhalt.mu.Lock()
 	h := db.rhalt.cur

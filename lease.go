@@ -40,11 +40,16 @@ type LeaseInfo struct {
 	PrimaryInfo                    // Hostname and AdvertiseURL of the holder
 	ClusterID   string             // the holder's cluster id ("" before it has one)
 	Positions   map[string]ltx.Pos // database name -> position
+	// HandoffTo, in the value a primary leaves on a graceful release, is
+	// the advertise URL of the node it handed the role to. Other
+	// candidates let that node take the lease first (see docs/lifecycle.md).
+	HandoffTo string
 }
 
 // Equal reports whether i and o publish the same thing.
 func (i LeaseInfo) Equal(o LeaseInfo) bool {
-	return i.PrimaryInfo == o.PrimaryInfo && i.ClusterID == o.ClusterID && maps.Equal(i.Positions, o.Positions)
+	return i.PrimaryInfo == o.PrimaryInfo && i.ClusterID == o.ClusterID && i.HandoffTo == o.HandoffTo &&
+		maps.Equal(i.Positions, o.Positions)
 }
 
 // String names the holder for logs and errors.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type Store struct {
 
 	haltObs    haltObservers
 	haltClient HaltClient // a replica's way to the primary's HALT API
+
+	leaseDeadline atomic.Pointer[func() time.Time] // see SetLeaseDeadline
+	fence         atomic.Pointer[error]            // see FenceWrites
 }
 
 // OpenStore opens the data directory, creating it if needed, and recovers

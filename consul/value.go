@@ -20,11 +20,12 @@ type value struct {
 	AdvertiseURL string            `json:"advertise-url"`
 	ClusterID    string            `json:"cluster-id,omitempty"`
 	Positions    map[string]string `json:"positions,omitempty"`
+	HandoffTo    string            `json:"handoff-to,omitempty"`
 }
 
 // encodeInfo returns the key's value for info.
 func encodeInfo(info litefs.LeaseInfo) ([]byte, error) {
-	v := value{Hostname: info.Hostname, AdvertiseURL: info.AdvertiseURL, ClusterID: info.ClusterID}
+	v := value{Hostname: info.Hostname, AdvertiseURL: info.AdvertiseURL, ClusterID: info.ClusterID, HandoffTo: info.HandoffTo}
 	if len(info.Positions) > 0 {
 		v.Positions = make(map[string]string, len(info.Positions))
 		for name, pos := range info.Positions {
@@ -49,6 +50,7 @@ func decodeInfo(b []byte) (litefs.LeaseInfo, error) {
 		return info, fmt.Errorf("decode lease value %.100q: %w", b, err)
 	}
 	info.Hostname, info.AdvertiseURL, info.ClusterID = v.Hostname, v.AdvertiseURL, v.ClusterID
+	info.HandoffTo = v.HandoffTo
 	if len(v.Positions) > 0 {
 		info.Positions = make(map[string]ltx.Pos, len(v.Positions))
 		for name, s := range v.Positions {

@@ -74,7 +74,14 @@ func (f *FS) Mount(ctx context.Context, dir string, opts Options, ready chan<- s
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
-	defer conn.Close()
+	// Closing the device waits for the read in progress on it: never do it
+	// while files keep the detached mount alive (see below).
+	keepConn := false
+	defer func() {
+		if !keepConn {
+			conn.Close()
+		}
+	}()
 	srv := newServer(f, conn)
 	srv.debug = opts.Debug
 	f.mu.Lock()
@@ -99,11 +106,21 @@ func (f *FS) Mount(ctx context.Context, dir string, opts Options, ready chan<- s
 	}
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("unmount %s: timed out waiting for the kernel", dir)
+		return nil
+	case <-time.After(openFilesGrace):
 	}
+	// A lazy unmount keeps serving files that are still open, and a read
+	// on the device cannot be interrupted: stop waiting. The kernel aborts
+	// the connection when this process exits (those files then fail with
+	// ENOTCONN).
+	f.log.Warn("files are still open in the detached mount; leaving them to fail when the daemon exits", "dir", dir, "after", openFilesGrace)
+	keepConn = true
 	return nil
 }
+
+// openFilesGrace is how long an unmounting daemon keeps serving files still
+// open in its (lazily unmounted) mount.
+const openFilesGrace = 2 * time.Second
 
 // Unmount unmounts dir, lazily if it is busy.
 func Unmount(dir string) error {

@@ -27,6 +27,8 @@ import (
 //	Heartbeat  8 bytes: time T, unix ms (big-endian int64)  (every second)
 //	Drop       the database name              (the database was deleted on the primary)
 //	End        a human-readable reason, may be empty (the primary closes the stream)
+//	Handoff    empty: the primary stopped taking writes, everything it committed
+//	           was sent before this frame, and it hands the lease to this replica
 //
 // In Ready and Heartbeat, T is the primary's clock at the start of its last
 // complete catch-up pass: every transaction committed on the primary before
@@ -47,6 +49,7 @@ const (
 	FrameHeartbeat FrameType = 3 // caught up as of Time; sent every second
 	FrameDrop      FrameType = 4 // database deleted on the primary
 	FrameEnd       FrameType = 5 // the primary ends the stream
+	FrameHandoff   FrameType = 6 // the primary hands the lease to this replica
 )
 
 // String returns the frame type's name for log lines and errors.
@@ -62,6 +65,8 @@ func (t FrameType) String() string {
 		return "drop"
 	case FrameEnd:
 		return "end"
+	case FrameHandoff:
+		return "handoff"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -163,6 +168,10 @@ func (fw *FrameWriter) WriteEnd(reason string) error {
 	return fw.writeHeader(FrameEnd, []byte(reason))
 }
 
+// WriteHandoff writes a Handoff frame: everything committed was sent before
+// it, and the receiving replica is to take the lease.
+func (fw *FrameWriter) WriteHandoff() error { return fw.writeHeader(FrameHandoff, nil) }
+
 // FrameReader decodes frames from a stream.
 type FrameReader struct {
 	r    *bufio.Reader
@@ -214,6 +223,10 @@ func (fr *FrameReader) decode(typ FrameType, meta []byte) (Frame, error) {
 		f.Time = time.UnixMilli(int64(binary.BigEndian.Uint64(meta)))
 	case FrameEnd:
 		f.Reason = string(meta)
+	case FrameHandoff:
+		if len(meta) != 0 {
+			return f, fmt.Errorf("%s frame has %d bytes of meta, want 0: %w", typ, len(meta), ErrBadFrame)
+		}
 	case FrameDrop, FrameLTX:
 		f.Name = string(meta)
 		if err := litefs.ValidateName(f.Name); err != nil {

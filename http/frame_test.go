@@ -28,6 +28,7 @@ func TestFrame_RoundTripsEveryType(t *testing.T) {
 		{"drop", func(fw *FrameWriter) error { return fw.WriteDrop("gone.db") }, Frame{Type: FrameDrop, Name: "gone.db"}, nil},
 		{"end", func(fw *FrameWriter) error { return fw.WriteEnd("bye") }, Frame{Type: FrameEnd, Reason: "bye"}, nil},
 		{"end without reason", func(fw *FrameWriter) error { return fw.WriteEnd("") }, Frame{Type: FrameEnd}, nil},
+		{"handoff", func(fw *FrameWriter) error { return fw.WriteHandoff() }, Frame{Type: FrameHandoff}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +110,7 @@ func TestFrame_RejectsTruncatedAndGarbage(t *testing.T) {
 		{"NUL in name", rawFrame(byte(FrameDrop), []byte("a\x00b")), ErrBadFrame},
 		{"heartbeat meta short", rawFrame(byte(FrameHeartbeat), []byte{1, 2, 3}), ErrBadFrame},
 		{"ready with junk", rawFrame(byte(FrameReady), []byte("junk")), ErrBadFrame},
+		{"handoff with meta", rawFrame(byte(FrameHandoff), []byte("x")), ErrBadFrame},
 		{"body length absurd", rawFrame(byte(FrameLTX), []byte("a.db"), u64(1<<62)...), ErrBadFrame},
 	}
 	for _, tt := range tests {

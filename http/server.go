@@ -66,6 +66,13 @@ type ServerOptions struct {
 	// OnStreamClosed, if set, is called with the replica's node id when
 	// its replication stream ends (for example to drop its HALT locks).
 	OnStreamClosed func(nodeID uint64)
+
+	// Promote, if set, serves POST /promote: make this node primary by a
+	// handoff from the current primary; it returns once this node is.
+	// Handoff, if set, serves POST /handoff?nodeID= on the primary. Both
+	// are nil with a static lease (the requests are then refused).
+	Promote func(ctx context.Context) error
+	Handoff func(ctx context.Context, nodeID uint64) (HandoffTarget, error)
 }
 
 // Server serves the litefs HTTP API of one node.
@@ -80,7 +87,8 @@ type Server struct {
 	cancel context.CancelFunc // ends long-lived responses (streams, events)
 	base   context.Context
 
-	halts haltFeeds // HALT events for /events
+	halts   haltFeeds      // HALT events for /events
+	streams streamRegistry // live replication streams, for HandOff
 }
 
 // NewServer returns a server for store. Call Listen, then Serve.
@@ -128,6 +136,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /halt", s.handleHaltRelease)
 	s.mux.HandleFunc("GET /halt", s.handleHaltQuery)
 	s.mux.HandleFunc("POST /tx", s.handleTx)
+	s.mux.HandleFunc("POST /promote", s.handlePromote)
+	s.mux.HandleFunc("POST /handoff", s.handleHandoff)
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

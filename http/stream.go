@@ -10,6 +10,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/litefs/litefs"
@@ -65,7 +66,10 @@ func (s *Server) handleStream(w nethttp.ResponseWriter, r *nethttp.Request) {
 	defer metrics.streamsActive.Add(-1)
 	sess.log.Info("replica connected", "dbs", len(sess.have))
 
+	s.streams.add(sess)
 	err = sess.run(ctx, sub)
+	s.streams.remove(sess)
+	close(sess.ended)
 	var reason string
 	switch {
 	case s.base.Err() != nil:
@@ -90,6 +94,14 @@ type streamSession struct {
 	fw     *FrameWriter
 	filter map[string]bool    // nil: every database
 	have   map[string]ltx.Pos // the replica's position of each database, as sent so far
+
+	// For handoff (handoff.go): what the replica says of itself.
+	candidate    bool
+	advertiseURL string
+	hostname     string
+	handoff      chan handoffReq // HandOff's request to send the Handoff frame
+	ended        chan struct{}   // closed when run returns
+	readyAt      atomic.Int64    // unix ns of the Ready frame, 0 before
 
 	// caughtUpAt is the start of the last completed syncAll: everything
 	// committed before it has been sent. Heartbeats carry it.
@@ -134,6 +146,12 @@ func (s *Server) newStreamSession(w nethttp.ResponseWriter, r *nethttp.Request) 
 		fw:     NewFrameWriter(&deadlineWriter{w: w, rc: rc, timeout: s.opts.WriteTimeout}),
 		filter: filter,
 		have:   make(map[string]ltx.Pos),
+
+		candidate:    r.Header.Get(HeaderCandidate) == "true",
+		advertiseURL: r.Header.Get(HeaderAdvertiseURL),
+		hostname:     r.Header.Get(HeaderHostname),
+		handoff:      make(chan handoffReq),
+		ended:        make(chan struct{}),
 
 		caughtUpAt: time.Now(),
 	}
@@ -205,6 +223,7 @@ func (ss *streamSession) run(ctx context.Context, sub *litefs.Subscription) erro
 	if err := ss.rc.Flush(); err != nil {
 		return fmt.Errorf("flush stream: %w", err)
 	}
+	ss.readyAt.Store(time.Now().UnixNano())
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
 	for {
@@ -215,6 +234,13 @@ func (ss *streamSession) run(ctx context.Context, sub *litefs.Subscription) erro
 			if err := ss.sync(ctx); err != nil {
 				return err
 			}
+		case req := <-ss.handoff:
+			err := ss.sendHandoff(ctx)
+			req.done <- err
+			if err != nil {
+				return err
+			}
+			return errHandedOff
 		case <-tick.C:
 			if !ss.s.store.IsPrimary() {
 				return errors.New("this node is no longer the primary")

@@ -35,6 +35,16 @@ type ReplicaOptions struct {
 	AuthToken       string        // sent as "Authorization: Bearer <token>" when set
 	Logger          *slog.Logger
 	Client          *nethttp.Client // for TLS and tests; if nil, one with bounded connect and header waits
+
+	// Candidate, OwnURL and OwnHostname describe this node to the primary,
+	// which may hand the lease to a candidate (HandOff).
+	Candidate   bool
+	OwnURL      string
+	OwnHostname string
+	// OnHandoff, if set, is called when the primary hands the lease to
+	// this node: every transaction it committed is applied here by then.
+	// The stream ends after it.
+	OnHandoff func()
 }
 
 // errReconnect marks stream endings after which the replica reconnects at
@@ -199,6 +209,15 @@ func (c *replicaClient) connect(ctx context.Context) (*nethttp.Response, error) 
 	if id := c.store.ClusterID(); id != "" {
 		hreq.Header.Set(HeaderClusterID, id)
 	}
+	if c.opts.Candidate {
+		hreq.Header.Set(HeaderCandidate, "true")
+	}
+	if c.opts.OwnURL != "" {
+		hreq.Header.Set(HeaderAdvertiseURL, c.opts.OwnURL)
+	}
+	if c.opts.OwnHostname != "" {
+		hreq.Header.Set(HeaderHostname, c.opts.OwnHostname)
+	}
 	if c.opts.AuthToken != "" {
 		hreq.Header.Set("Authorization", "Bearer "+c.opts.AuthToken)
 	}
@@ -262,6 +281,12 @@ func (s *replicaStream) run(ctx context.Context) error {
 			}
 		case FrameEnd:
 			return fmt.Errorf("primary ended the stream: %s", f.Reason)
+		case FrameHandoff:
+			s.c.log.Info("the primary handed the lease to this node")
+			if s.c.opts.OnHandoff != nil {
+				s.c.opts.OnHandoff()
+			}
+			return errors.New("the primary handed the lease to this node")
 		}
 		if err != nil {
 			return err

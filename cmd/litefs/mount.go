@@ -67,9 +67,6 @@ func loadMountConfig(mf *mountFlags) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
-	if cfg.Lease.Type != "static" {
-		return nil, fmt.Errorf("config %s: lease.type %q is not available in this version: use static", path, cfg.Lease.Type)
-	}
 	if cfg.HTTP.TLS.Cert != "" || cfg.HTTP.TLS.CA != "" {
 		return nil, fmt.Errorf("config %s: http.tls is not available in this version", path)
 	}
@@ -142,6 +139,9 @@ func runMount(ctx context.Context, args []string) error {
 	}
 	if err := fuse.CleanStaleMount(cfg.FUSE.Dir); err != nil {
 		return fmt.Errorf("clean up stale mount at %s: %w", cfg.FUSE.Dir, err)
+	}
+	if cfg.Lease.Type == "consul" {
+		return serveConsulNode(ctx, stop, cfg, store, log)
 	}
 	return serveNode(ctx, stop, cfg, store, log)
 }
