@@ -54,6 +54,18 @@ type ExecConfig struct {
 // or a list whose items are {cmd, if-candidate} mappings or plain strings.
 type ExecConfigs []ExecConfig
 
+// ForNode returns the commands a node runs: all of them on a candidate;
+// on a node that can never be primary, those without if-candidate.
+func (e ExecConfigs) ForNode(candidate bool) ExecConfigs {
+	var out ExecConfigs
+	for _, c := range e {
+		if candidate || !c.IfCandidate {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // UnmarshalYAML decodes a string or a list into the exec list, rejecting
 // unknown keys in list items.
 func (e *ExecConfigs) UnmarshalYAML(value *yaml.Node) error {

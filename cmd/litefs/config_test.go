@@ -455,3 +455,26 @@ func typeKeyPaths(t reflect.Type, prefix string) []string {
 	}
 	return out
 }
+
+func TestExecConfigs_ForNodeSkipsIfCandidateOnNonCandidates(t *testing.T) {
+	all := ExecConfigs{{Cmd: "migrate", IfCandidate: true}, {Cmd: "serve"}}
+	tests := []struct {
+		name      string
+		candidate bool
+		want      []string
+	}{
+		{"candidate runs everything", true, []string{"migrate", "serve"}},
+		{"non-candidate skips if-candidate", false, []string{"serve"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, c := range all.ForNode(tt.candidate) {
+				got = append(got, c.Cmd)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("ForNode(%t) = %v, want %v", tt.candidate, got, tt.want)
+			}
+		})
+	}
+}

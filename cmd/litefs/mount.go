@@ -203,9 +203,11 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", role)
 
 	var execErr error
-	if len(cfg.Exec) > 0 {
-		execErr = runExecWhenReady(ctx, cfg, store, log)
+	if cmds := cfg.Exec.ForNode(cfg.Lease.Candidate); len(cmds) > 0 {
+		execErr = runExecWhenReady(ctx, cfg, cmds, store, log)
 		stop()
+	} else if len(cfg.Exec) > 0 {
+		log.Info("exec: every command is if-candidate and this node is not a candidate: running none")
 	}
 	err := <-mounted
 	log.Info("unmounted", "dir", cfg.FUSE.Dir)
@@ -218,7 +220,7 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 // runExecWhenReady waits until the node is ready (a replica has caught up
 // with the primary), then runs the exec commands; with -with-lock it holds
 // the HALT lock on every database meanwhile.
-func runExecWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+func runExecWhenReady(ctx context.Context, cfg *Config, cmds ExecConfigs, store *litefs.Store, log *slog.Logger) error {
 	for store.Lag() >= litefs.NotSyncedLag {
 		select {
 		case <-ctx.Done():
@@ -227,7 +229,7 @@ func runExecWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, log
 		}
 	}
 	if !cfg.WithLock {
-		return runExec(ctx, cfg.Exec, log)
+		return runExec(ctx, cmds, log)
 	}
 	var names []string
 	for _, db := range store.DBs() {
@@ -235,14 +237,14 @@ func runExecWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, log
 	}
 	if len(names) == 0 {
 		log.Warn("-with-lock: there is no database to lock yet; running the command without the HALT lock")
-		return runExec(ctx, cfg.Exec, log)
+		return runExec(ctx, cmds, log)
 	}
 	release, err := holdHaltLocks(ctx, cfg.FUSE.Dir, names)
 	if err != nil {
 		return fmt.Errorf("-with-lock: %w", err)
 	}
 	log.Info("-with-lock: holding the HALT lock", "dbs", names)
-	err = runExec(ctx, cfg.Exec, log)
+	err = runExec(ctx, cmds, log)
 	if rerr := release(); rerr != nil && err == nil {
 		err = fmt.Errorf("-with-lock: release: %w", rerr)
 	}
