@@ -157,6 +157,9 @@ func (s *Store) SetReplica(p *PrimaryInfo) {
 		cp := *p
 		s.role.primary = &cp
 		s.role.replica.Store(true)
+		if prev == nil || *prev != cp {
+			s.role.synced = false // caught up with the new primary only at its Ready
+		}
 	}
 	s.role.mu.Unlock()
 

@@ -102,8 +102,11 @@ func RequestHandoff(ctx context.Context, client *nethttp.Client, primaryURL, tok
 	if resp.StatusCode != nethttp.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		err := fmt.Errorf("the primary %s refused the handoff: %s: %s", primaryURL, resp.Status, strings.TrimSpace(string(msg)))
-		if resp.StatusCode == nethttp.StatusServiceUnavailable {
+		switch resp.StatusCode {
+		case nethttp.StatusServiceUnavailable:
 			err = fmt.Errorf("%w: %w", litefs.ErrNotPrimary, err)
+		case nethttp.StatusConflict:
+			err = fmt.Errorf("%w: %w", ErrNoHandoffTarget, err)
 		}
 		return err
 	}

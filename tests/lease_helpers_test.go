@@ -32,11 +32,11 @@ func consulNode(t *testing.T, agent *consultest.Agent, name string, candidate bo
 // primary before the others start.
 func startConsulCluster(t *testing.T, agent *consultest.Agent, n int) []*Node {
 	t.Helper()
-	first := consulNode(t, agent, "n1", true, NodeOptions{})
+	first := consulNode(t, agent, "n1", true, NodeOptions{Extra: "log:\n  timestamp: true\n"})
 	waitRole(t, first, "primary", 15*time.Second)
 	nodes := []*Node{first}
 	for i := 2; i <= n; i++ {
-		nodes = append(nodes, consulNode(t, agent, fmt.Sprintf("n%d", i), true, NodeOptions{}))
+		nodes = append(nodes, consulNode(t, agent, fmt.Sprintf("n%d", i), true, NodeOptions{Extra: "log:\n  timestamp: true\n"}))
 	}
 	for _, r := range nodes[1:] {
 		waitRole(t, r, "replica", 15*time.Second)

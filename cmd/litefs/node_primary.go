@@ -139,11 +139,7 @@ func (n *leaseNode) Promote(ctx context.Context) error {
 	if n.store.IsPrimary() {
 		return nil
 	}
-	p := n.store.Primary()
-	if p == nil || p.AdvertiseURL == "" {
-		return fmt.Errorf("%w: no primary holds the lease now; this candidate takes it when it may", litefs.ErrNotPrimary)
-	}
-	if err := lhttp.RequestHandoff(ctx, nil, p.AdvertiseURL, n.cfg.HTTP.AuthToken, n.store.NodeID()); err != nil {
+	if err := n.requestHandoff(ctx); err != nil {
 		return err
 	}
 	for !n.store.IsPrimary() {
@@ -154,6 +150,33 @@ func (n *leaseNode) Promote(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// requestHandoff asks the primary for the lease once this node streams
+// from it, retrying while the primary does not see the stream yet (a node
+// that just switched primaries).
+func (n *leaseNode) requestHandoff(ctx context.Context) error {
+	for {
+		p := n.store.Primary()
+		if p == nil || p.AdvertiseURL == "" {
+			return fmt.Errorf("%w: no primary holds the lease now; this candidate takes it when it may", litefs.ErrNotPrimary)
+		}
+		var err error
+		if n.store.Connected() && n.store.Lag() < litefs.NotSyncedLag {
+			err = lhttp.RequestHandoff(ctx, nil, p.AdvertiseURL, n.cfg.HTTP.AuthToken, n.store.NodeID())
+			if !errors.Is(err, lhttp.ErrNoHandoffTarget) {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("this node is not connected to the primary")
+			}
+			return fmt.Errorf("promote: %w (%w)", ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // promoteAtStart implements lease.promote: once this candidate has caught
