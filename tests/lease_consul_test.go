@@ -135,3 +135,19 @@ func TestConsul_PromoteEndpoint(t *testing.T) {
 	}
 	waitConverged(t, ConvergeTimeout, nodes[1], nodes[:1], "app.db")
 }
+
+func TestConsul_ExitOnErrorEndsTheDaemonWhenConsulStaysUnreachable(t *testing.T) {
+	agent := StartConsul(t)
+	agent.Stop(t)
+	n := consulNode(t, agent, "lonely", true, NodeOptions{ExitOnError: true})
+	code, err := n.WaitExit(30 * time.Second)
+	if err != nil {
+		t.Fatalf("the daemon kept running with Consul unreachable and exit-on-error true: %v", err)
+	}
+	if code == 0 {
+		t.Fatalf("exit code 0 after giving up on Consul, want non-zero")
+	}
+	if !strings.Contains(n.Log(), "exit-on-error is true") {
+		t.Fatalf("the daemon did not say why it exited:\n%s", n.Log())
+	}
+}

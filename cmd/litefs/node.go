@@ -27,6 +27,9 @@ const (
 	publishInterval = time.Second
 	// handoffTimeout bounds a primary's handoff, on request or at shutdown.
 	handoffTimeout = 5 * time.Second
+	// minGiveUp is the shortest leaser outage after which exit-on-error
+	// ends the daemon (the session TTL if longer).
+	minGiveUp = 10 * time.Second
 )
 
 // leaseNode runs a node whose primary is chosen by a Leaser (lease.type
@@ -51,6 +54,8 @@ type leaseNode struct {
 	releaseSeen  time.Time // when it was first seen
 	staleIndex   uint64    // lease index at which staleness was last logged
 	quietUntil   time.Time // no competing before this (lease.demote-delay)
+	failingSince time.Time // first of the leaser errors in a row, zero if none
+	lastErr      error     // the last leaser error
 }
 
 // handoffCall is one POST /handoff for the primary phase.
@@ -83,6 +88,9 @@ func (n *leaseNode) run(ctx context.Context) error {
 	}
 	st := n.watch(ctx, litefs.LeaseState{}, 0)
 	for ctx.Err() == nil {
+		if err := n.giveUp(); err != nil {
+			return err
+		}
 		served, retry, err := n.compete(ctx, st)
 		if err != nil {
 			return err
@@ -112,6 +120,9 @@ func (n *leaseNode) compete(ctx context.Context, st litefs.LeaseState) (served b
 		return false, 0, err
 	}
 	lease, err := n.leaser.Acquire(ctx, info)
+	if err == nil || errors.Is(err, litefs.ErrLeaseHeld) || errors.Is(err, litefs.ErrStaleCandidate) {
+		n.failingSince = time.Time{} // Consul answered
+	}
 	switch {
 	case err == nil:
 		n.servePrimary(ctx, lease)
@@ -132,6 +143,7 @@ func (n *leaseNode) compete(ctx context.Context, st litefs.LeaseState) (served b
 		}
 		return false, 0, nil
 	default:
+		n.failed(err)
 		n.log.Warn("lease acquire failed; retrying", "error", err)
 		return false, leaseRetryDelay, nil
 	}
@@ -166,6 +178,26 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+// failed records a leaser error.
+func (n *leaseNode) failed(err error) {
+	if n.failingSince.IsZero() {
+		n.failingSince = time.Now()
+	}
+	n.lastErr = err
+}
+
+// giveUp returns an error ending the daemon when exit-on-error is set and
+// the leaser has failed for longer than the session TTL: a process manager
+// restarting the node is then the better cure than waiting.
+func (n *leaseNode) giveUp() error {
+	limit := max(n.cfg.Lease.Consul.TTL, minGiveUp)
+	if !n.cfg.ExitOnError || n.failingSince.IsZero() || time.Since(n.failingSince) < limit {
+		return nil
+	}
+	return fmt.Errorf("lease: Consul has failed for %s (longer than lease.consul.ttl); exiting because exit-on-error is true: %w",
+		time.Since(n.failingSince).Round(time.Second), n.lastErr)
+}
+
 // leaseInfo is what this node publishes when it holds the lease.
 func (n *leaseNode) leaseInfo() (litefs.LeaseInfo, error) {
 	id, err := n.store.EnsureClusterID()
@@ -182,6 +214,7 @@ func (n *leaseNode) adoptClusterID(ctx context.Context) error {
 	for {
 		id, err := n.leaser.ClusterID(ctx)
 		if err == nil {
+			n.failingSince = time.Time{}
 			if id == "" {
 				return nil
 			}
@@ -189,6 +222,10 @@ func (n *leaseNode) adoptClusterID(ctx context.Context) error {
 				return fmt.Errorf("lease: %w", err)
 			}
 			return nil
+		}
+		n.failed(err)
+		if err := n.giveUp(); err != nil {
+			return err
 		}
 		n.log.Warn("cannot read the cluster id from the lease; retrying", "error", err)
 		select {
@@ -220,10 +257,12 @@ func (n *leaseNode) watch(ctx context.Context, prev litefs.LeaseState, retry tim
 	st, err := n.leaser.Watch(wctx, prev)
 	switch {
 	case err == nil:
+		n.failingSince = time.Time{}
 		return st
 	case ctx.Err() != nil || wctx.Err() != nil:
 		return prev
 	}
+	n.failed(err)
 	n.log.Warn("cannot follow the lease; retrying", "error", err)
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,77 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestConsul_RunPromoteMovesThePrimaryThenRunsTheCommand(t *testing.T) {
+	agent := StartConsul(t)
+	nodes := startConsulCluster(t, agent, 2)
+	createTable(t, nodes[0], nodes, "app.db")
+	out, err := runBoundedCmd(t, daemonPath(t), "run", "-url", nodes[1].URL(), "-promote", "--",
+		"sh", "-c", "echo ran")
+	if err != nil {
+		t.Fatalf("litefs run -promote: %v\n%s", err, out)
+	}
+	if info, err := infoOf(nodes[1]); err != nil || info.Role != "primary" {
+		t.Fatalf("after litefs run -promote, %s is %+v (err %v), want primary", nodes[1].Name, info, err)
+	}
+	if err := insertOnce(nodes[1], "app.db", 1, 5*time.Second); err != nil {
+		t.Fatalf("the promoted node refused a write: %v", err)
+	}
+}
+
+func TestConsul_ExecRunsIfCandidateOnlyOnCandidatesAndExitsWithTheApp(t *testing.T) {
+	agent := StartConsul(t)
+	a := consulNode(t, agent, "a", true, NodeOptions{})
+	waitRole(t, a, "primary", 15*time.Second)
+	marks := t.TempDir()
+	tests := []struct {
+		name      string
+		candidate bool
+		migrated  bool
+	}{
+		{"candidate runs the migration", true, true},
+		{"non-candidate skips it", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mark := filepath.Join(marks, fmt.Sprintf("migrated-%t", tt.candidate))
+			exec := fmt.Sprintf("exec:\n  - cmd: touch %s\n    if-candidate: true\n  - cmd: sh -c 'exit 7'\n", mark)
+			n := consulNode(t, agent, fmt.Sprintf("exec-%t", tt.candidate), tt.candidate, NodeOptions{Extra: exec, NoWait: true})
+			code, err := n.WaitExit(30 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 7 {
+				t.Fatalf("daemon exit code %d, want the application's 7", code)
+			}
+			if _, err := os.Stat(mark); (err == nil) != tt.migrated {
+				t.Fatalf("if-candidate command ran: %t, want %t", err == nil, tt.migrated)
+			}
+		})
+	}
+}
+
+// runBoundedCmd runs a command for at most 60 s and returns its output.
+func runBoundedCmd(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+		return string(out), err
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		return string(out), fmt.Errorf("%s still running after 60s", name)
+	}
+}
