@@ -86,6 +86,8 @@ type DB struct {
 
 	halt  haltState    // primary side: the HALT granted to a replica
 	rhalt replicaHalts // replica side: the HALT this node holds from the primary
+
+	localW localWriters // primary side: local writers a HALT yields to
 }
 
 // walCursor remembers the end of the last WAL transaction turned into an LTX file.

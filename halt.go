@@ -96,10 +96,14 @@ func (db *DB) AcquireHalt(ctx context.Context, id, holder uint64, wait bool) (Ha
 	}
 	owner := haltOwnerSeq.Add(^uint64(0))
 	start := time.Now()
+	if wait {
+		db.yieldToLocalWriter(ctx)
+	}
 	if err := db.lockHaltRanges(ctx, owner, wait); err != nil {
 		db.store.haltEvent(HaltEvent{Type: HaltRefused, DB: db.name, Holder: holder, Reason: "busy"})
 		return HaltLock{}, err
 	}
+	db.haltGranted()
 	db.halt.mu.Lock()
 	defer db.halt.mu.Unlock()
 	pos, err := db.settleForHalt()
@@ -244,8 +248,9 @@ func (db *DB) expireHalt(h *heldHalt) {
 func (db *DB) endHalt(h *heldHalt, why HaltEventType) {
 	h.timer.Stop()
 	db.halt.cur = nil
-	db.unlockHaltRanges(h.owner)
 	held := time.Since(h.acquired)
+	db.haltEnded(held)
+	db.unlockHaltRanges(h.owner)
 	lvl := "HALT released"
 	if why != HaltReleased {
 		lvl = "HALT dropped"

@@ -158,6 +158,20 @@ func (h *fileHandle) LockWait(ctx context.Context, req *fuse.LockWaitRequest) er
 	return h.lock(ctx, (*fuse.LockRequest)(req), true)
 }
 
+// coversWriteLock reports whether a lock on kind from start to end covers
+// SQLite's write lock: RESERVED on the database, the WAL write lock in -shm.
+func coversWriteLock(kind litefs.FileKind, start, end uint64) bool {
+	b := uint64(litefs.ReservedByte)
+	switch kind {
+	case litefs.FileDatabase:
+	case litefs.FileSHM:
+		b = litefs.WALWriteLockByte
+	default:
+		return false
+	}
+	return start <= b && b <= end
+}
+
 // lock answers F_SETLK(W): the HALT lock on NAME-lock, SQLite's locks
 // elsewhere (a replica refuses the WAL write lock without the HALT).
 func (h *fileHandle) lock(ctx context.Context, req *fuse.LockRequest, wait bool) error {
@@ -168,7 +182,11 @@ func (h *fileHandle) lock(ctx context.Context, req *fuse.LockRequest, wait bool)
 	case kind == litefs.FileSHM && h.node.fs.walWriteRefused(db, req):
 		return syscall.EAGAIN
 	}
-	return h.node.fs.setLock(ctx, db.Locks(kind), req, wait, nil)
+	err := h.node.fs.setLock(ctx, db.Locks(kind), req, wait, nil)
+	if req.Lock.Type == fuse.LockWrite && coversWriteLock(kind, req.Lock.Start, req.Lock.End) {
+		db.LocalWriteLock(err == nil)
+	}
+	return err
 }
 
 // Unlock implements F_UNLCK; the DB records a finished writer's
