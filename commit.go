@@ -76,6 +76,13 @@ func (db *DB) commitTx(t *tx, mode writeMode) error {
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("finish ltx for %s: %w", db.name, err)
 	}
+	// A rollback-journal commit completes now: a primary past its lease
+	// refuses it. (WAL frames were checked when written: see WriteAt.)
+	if t.walSize == 0 && db.store.IsPrimary() {
+		if err := db.store.checkLease(); err != nil {
+			return fmt.Errorf("%s: %w", db.name, err)
+		}
+	}
 	// On a replica the transaction exists only once the primary took it.
 	if err := db.forwardTx(out, ltx.Pos{TXID: txid, PostApplyChecksum: post}); err != nil {
 		return err

@@ -83,6 +83,15 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		db.log.Error("refused WAL write: locking_mode=EXCLUSIVE is not supported in WAL mode; use locking_mode=NORMAL")
 		return 0, fmt.Errorf("%s: %w", db.name, ErrWALExclusive)
 	}
+	if kind == FileWAL && db.store.IsPrimary() {
+		// In WAL mode the commit point is the write of the commit frame,
+		// and the transaction is recorded only when the writer unlocks:
+		// a primary past its lease (or handing its role off) refuses the
+		// frames themselves.
+		if err := db.store.checkLease(); err != nil {
+			return 0, fmt.Errorf("%s: %w", db.name, err)
+		}
+	}
 	if kind == FileWAL {
 		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {
 		}

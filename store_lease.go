@@ -47,12 +47,18 @@ func (s *Store) checkLease() error {
 func (s *Store) FenceWrites(reason error) { s.fence.Store(&reason) }
 
 // DrainCommits waits until no commit that started before FenceWrites (or
-// SetReplica) is still running. Every later commit is refused, so
-// Positions() is then final.
+// SetReplica) is still running, and records WAL transactions committed
+// before it. Every later commit is refused, so Positions() is then final.
 func (s *Store) DrainCommits() {
 	for _, db := range s.DBs() {
 		db.mu.Lock()
-		//nolint:staticcheck // an empty critical section: waiting is the point
+		if db.walMode() {
+			// Committed WAL frames are recorded when their writer unlocks;
+			// record them now (frames written after the fence were refused).
+			if err := db.settleWAL(); err != nil {
+				db.log.Error("record committed WAL transactions before the handoff", "error", err)
+			}
+		}
 		db.mu.Unlock()
 	}
 }

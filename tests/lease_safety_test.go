@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +13,18 @@ import (
 )
 
 func TestConsul_TwentyHandoffsLoseNoAcknowledgedWrite(t *testing.T) {
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) { twentyHandoffs(t, mode) })
+	}
+}
+
+// twentyHandoffs moves the primary 20 times under a writer using the
+// journal mode, and checks that no acknowledged insert is lost.
+func twentyHandoffs(t *testing.T, mode string) {
 	agent := StartConsul(t)
 	nodes := startConsulCluster(t, agent, 3)
 	createTable(t, nodes[0], nodes, "app.db")
-	w := startWriter(t, "app.db", nodes)
+	w := startWriterDSN(t, "app.db", "&_journal_mode="+mode, nodes)
 	w.waitAcks(t, 20, 10*time.Second)
 
 	primary := nodes[0]
@@ -47,9 +56,21 @@ func TestConsul_TwentyHandoffsLoseNoAcknowledgedWrite(t *testing.T) {
 	if switches != 20 {
 		t.Errorf("acknowledged writes changed node %d times for 20 handoffs: two nodes took writes in turn", switches)
 	}
-	for i, g := range gaps {
-		if g > handoffGapTarget {
-			t.Errorf("handoff %d: write gap %s, target < %s", i+1, g, handoffGapTarget)
+	// Every gap in rollback-journal mode. In WAL mode a writer hopping to
+	// the new primary sometimes waits out SQLite's WAL-index recovery there
+	// (docs/lifecycle.md): the median is held to the target.
+	sorted := slices.Clone(gaps)
+	slices.Sort(sorted)
+	t.Logf("%s: write gap median %s, max %s", mode, sorted[len(sorted)/2], sorted[len(sorted)-1])
+	if mode == "wal" {
+		if med := sorted[len(sorted)/2]; med > handoffGapTarget {
+			t.Errorf("median write gap %s, target < %s", med, handoffGapTarget)
+		}
+	} else {
+		for i, g := range gaps {
+			if g > handoffGapTarget {
+				t.Errorf("handoff %d: write gap %s, target < %s", i+1, g, handoffGapTarget)
+			}
 		}
 	}
 	waitConverged(t, ConvergeTimeout, primary, others(nodes, primary), "app.db")

@@ -14,7 +14,9 @@ import (
 // that refuses is skipped for the next one. It models an application that
 // follows the primary.
 type writer struct {
-	name  string
+	name string
+	dsn  string // extra DSN parameters, e.g. "&_journal_mode=WAL"
+
 	nodes []*Node
 	acks  ackLog
 
@@ -36,7 +38,12 @@ type ackEvent struct {
 
 // startWriter starts inserting into table t of database name on nodes.
 func startWriter(t *testing.T, name string, nodes []*Node) *writer {
-	w := &writer{name: name, nodes: nodes, dbs: map[*Node]*sql.DB{}, stop: make(chan struct{}), done: make(chan struct{})}
+	return startWriterDSN(t, name, "", nodes)
+}
+
+// startWriterDSN is startWriter with extra DSN parameters (dsn starts with &).
+func startWriterDSN(t *testing.T, name, dsn string, nodes []*Node) *writer {
+	w := &writer{name: name, dsn: dsn, nodes: nodes, dbs: map[*Node]*sql.DB{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.loop()
 	t.Cleanup(w.close)
 	return w
@@ -48,7 +55,7 @@ func (w *writer) db(n *Node) (*sql.DB, error) {
 	if db := w.dbs[n]; db != nil {
 		return db, nil
 	}
-	db, err := sql.Open("sqlite3", "file:"+n.DBPath(w.name)+"?_busy_timeout=20")
+	db, err := sql.Open("sqlite3", "file:"+n.DBPath(w.name)+"?_busy_timeout=20"+w.dsn)
 	if err != nil {
 		return nil, err
 	}
