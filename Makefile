@@ -78,7 +78,7 @@ test: deps check-go consul
 		echo "==> make test: FAIL (go test)"; exit 1; \
 	fi
 
-bench: deps build
+bench: deps build consul
 	@test -x bin/litefs-bench || { \
 		echo "error: bin/litefs-bench was not built (cmd/litefs-bench has no Go files yet)" >&2; \
 		exit 1; }

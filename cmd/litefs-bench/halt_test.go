@@ -18,7 +18,7 @@ func TestParseSections(t *testing.T) {
 		{"halt", []string{"halt"}, false},
 		{"halt,workloads", []string{"workloads", "halt"}, false},
 		{" replication , halt,halt", []string{"replication", "halt"}, false},
-		{"workloads,replication,halt", sectionNames, false},
+		{"workloads,replication,halt,failover", sectionNames, false},
 		{"", nil, true},
 		{"halt,", nil, true},
 		{"lag", nil, true},

@@ -39,10 +39,11 @@ const (
 	sectionWorkloads   = "workloads"   // write rates and bulk insert: plain vs FUSE only vs litefs
 	sectionReplication = "replication" // replication lag and snapshot catch-up
 	sectionHalt        = "halt"        // HALT lock write forwarding
+	sectionFailover    = "failover"    // crash failover and clean handoff over a Consul lease
 )
 
 // sectionNames lists every section in order.
-var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt}
+var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt, sectionFailover}
 
 // runs reports whether section is selected.
 func (o options) runs(section string) bool { return slices.Contains(o.only, section) }
@@ -200,6 +201,10 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 		}
 		halt = &h
 	}
+	failover, err := failoverSection(ctx, opts, w, progress)
+	if err != nil {
+		return err
+	}
 
 	printHeader(table, opts)
 	if opts.runs(sectionWorkloads) {
@@ -223,7 +228,10 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 			return err
 		}
 	}
-	return writeJSON(jsonOut, opts.config, results, repl, halt)
+	if err := printFailover(table, failover, halt != nil); err != nil {
+		return err
+	}
+	return errors.Join(writeJSON(jsonOut, opts.config, results, repl, halt), failover.failed())
 }
 
 // checkTools fails early when the litefs binary or fusermount3 is missing.
