@@ -19,8 +19,8 @@ import (
 // localWriterGrace after the later of its refusal and the last HALT's end:
 // long enough for the longest busy-handler sleep. Then, if local writers
 // were refused while the last HALT was held, it leaves them the lock for a
-// window of twice that HALT's hold time (localWindowMin to localWindowMax),
-// so that they keep at least about half the time under back-to-back HALTs.
+// window of three times that HALT's hold time (localWindowMin to localWindowMax),
+// so that they keep well over half the time under back-to-back HALTs.
 // Local writers that gave up cost a halter at most the grace, once.
 
 // Bounds of the yield of a HALT request to the primary's own writers.
@@ -95,7 +95,7 @@ func (db *DB) yieldToLocalWriter(ctx context.Context) {
 	}
 
 	lw.mu.Lock()
-	window := min(max(2*lw.lastHold, localWindowMin), localWindowMax)
+	window := min(max(3*lw.lastHold, localWindowMin), localWindowMax)
 	until := later(lw.servedAt, lw.haltDone).Add(window)
 	contended := lw.contended
 	lw.mu.Unlock()

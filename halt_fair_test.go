@@ -18,11 +18,11 @@ func TestYieldToLocalWriter_HaltWaitsForARefusedLocalWriterBoundedByItsGrace(t *
 			30 * time.Millisecond, 30*time.Millisecond + localWindowMin, 30*time.Millisecond + localWriterGrace},
 		{"refused writer that gave up: at most the grace", func(db *DB) { db.LocalWriteLock(false) },
 			0, localWriterGrace - 10*time.Millisecond, localWriterGrace + 100*time.Millisecond},
-		{"contended last HALT: a window of twice its hold", func(db *DB) {
+		{"contended last HALT: a window of three times its hold", func(db *DB) {
 			db.haltEnded(15 * time.Millisecond)
 			db.LocalWriteLock(false)
 			db.LocalWriteLock(true)
-		}, 0, 25 * time.Millisecond, 30*time.Millisecond + 100*time.Millisecond},
+		}, 0, 40 * time.Millisecond, 45*time.Millisecond + 100*time.Millisecond},
 		{"served before the HALT was granted: no window", func(db *DB) {
 			db.haltEnded(15 * time.Millisecond)
 			db.LocalWriteLock(false)
