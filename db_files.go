@@ -91,6 +91,9 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		if err := db.store.checkLease(); err != nil {
 			return 0, fmt.Errorf("%s: %w", db.name, err)
 		}
+		if err := db.walWriteUnderHalt(); err != nil {
+			return 0, err
+		}
 	}
 	if kind == FileWAL {
 		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {

@@ -59,6 +59,9 @@ type heldHalt struct {
 type haltState struct {
 	mu  sync.Mutex
 	cur *heldHalt
+	// walOpen: the HALT's owner let go of the WAL write lock so that a
+	// reader can rebuild the WAL index (halt_wal.go).
+	walOpen atomic.Bool
 }
 
 // haltOwnerSeq hands out lock-table owners for HALT grants, counting down
@@ -248,6 +251,7 @@ func (db *DB) expireHalt(h *heldHalt) {
 func (db *DB) endHalt(h *heldHalt, why HaltEventType) {
 	h.timer.Stop()
 	db.halt.cur = nil
+	db.halt.walOpen.Store(false)
 	held := time.Since(h.acquired)
 	db.haltEnded(held)
 	db.unlockHaltRanges(h.owner)
@@ -330,10 +334,14 @@ func (db *DB) ApplyForwardedLTX(ctx context.Context, id, holder uint64, r io.Rea
 	if err := db.store.checkLease(); err != nil {
 		return ltx.Pos{}, db.refuseTx("not-primary", fmt.Errorf("halt %s: %w: %w", db.name, ErrNotPrimary, err))
 	}
+	if err := db.closeWALForRebuild(ctx, h); err != nil {
+		return ltx.Pos{}, err
+	}
 	pos, err := db.applyIncoming(ctx, in, h.owner)
 	if err != nil {
 		return ltx.Pos{}, err
 	}
+	db.openWALForRebuild(h)
 	h.Pos = pos
 	db.extendHalt(h)
 	db.store.haltEvent(HaltEvent{Type: HaltForwarded, DB: db.name, Holder: holder})

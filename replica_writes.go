@@ -47,9 +47,15 @@ func (db *DB) MayCreate(kind FileKind) bool {
 }
 
 // MayLockWALWrite reports whether lock owner may take SQLite's WAL write
-// lock. On a replica without the HALT it may only to rebuild the WAL index.
+// lock. On a replica without the HALT, and on a primary whose HALT holder
+// forwarded a transaction (halt_wal.go), it may only to rebuild the WAL
+// index.
 func (db *DB) MayLockWALWrite(owner uint64) bool {
-	if db.HaltGranted() {
+	if db.store.IsPrimary() {
+		if !db.halt.walOpen.Load() {
+			return true
+		}
+	} else if db.HaltGranted() {
 		return true
 	}
 	db.rhalt.mu.Lock()

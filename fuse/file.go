@@ -180,6 +180,7 @@ func (h *fileHandle) lock(ctx context.Context, req *fuse.LockRequest, wait bool)
 	case kind == litefs.FileLock:
 		return h.node.fs.haltLock(ctx, db, req, wait)
 	case kind == litefs.FileSHM && h.node.fs.walWriteRefused(db, req):
+		db.LocalWriteLock(false)
 		return syscall.EAGAIN
 	}
 	err := h.node.fs.setLock(ctx, db.Locks(kind), req, wait, nil)

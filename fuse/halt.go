@@ -86,6 +86,10 @@ func (f *FS) walWriteRefused(db *litefs.DB, req *fuse.LockRequest) bool {
 	if db.MayLockWALWrite(uint64(req.LockOwner)) {
 		return false
 	}
+	if f.store.IsPrimary() {
+		f.log.Debug("refused the WAL write lock: a replica holds the HALT lock", "db", db.Name())
+		return true
+	}
 	f.log.Warn("refused write on a replica without the HALT lock (WAL write lock)", "db", db.Name())
 	return true
 }

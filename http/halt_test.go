@@ -328,9 +328,15 @@ const otherOwner = 0x7e57
 func tryWriterLocks(db *litefs.DB) (reserved, walWrite bool) {
 	dbl, shm := db.Locks(litefs.FileDatabase), db.Locks(litefs.FileSHM)
 	reserved = dbl.TryLock(otherOwner, otherOwner, 1, litefs.LockWrite, litefs.ReservedByte, litefs.ReservedByte)
-	walWrite = shm.TryLock(otherOwner, otherOwner, 1, litefs.LockWrite, litefs.WALWriteLockByte, litefs.WALWriteLockByte)
+	// As the FUSE layer asks: the gate, then the lock table. While a HALT
+	// lets a reader rebuild the WAL index the lock may be granted for that,
+	// but no WAL write is accepted: a writer cannot write.
+	walWrite = db.MayLockWALWrite(otherOwner) &&
+		shm.TryLock(otherOwner, otherOwner, 1, litefs.LockWrite, litefs.WALWriteLockByte, litefs.WALWriteLockByte) &&
+		!db.HaltWALOpen()
 	dbl.TryLock(otherOwner, otherOwner, 1, litefs.LockUnlock, litefs.ReservedByte, litefs.ReservedByte)
 	shm.TryLock(otherOwner, otherOwner, 1, litefs.LockUnlock, litefs.WALWriteLockByte, litefs.WALWriteLockByte)
+	db.WALWriteUnlocked(otherOwner)
 	return reserved, walWrite
 }
 
