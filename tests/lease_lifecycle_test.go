@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -73,5 +74,32 @@ func runBoundedCmd(t testing.TB, name string, args ...string) (string, error) {
 		_ = cmd.Process.Kill()
 		<-done
 		return string(out), fmt.Errorf("%s still running after 60s", name)
+	}
+}
+
+func TestExec_SIGTERMReachesTheApplicationWhoseExitCodeEndsTheDaemon(t *testing.T) {
+	marks := t.TempDir()
+	ready := filepath.Join(marks, "ready")
+	app := fmt.Sprintf(`exec: "sh -c 'trap \"exit 3\" TERM; touch %s; while :; do sleep 0.05; done'"`, ready)
+	n := StartNode(t, NodeOptions{Extra: app})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec application did not start:\n%s", n.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := n.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := n.WaitExit(15 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 3 {
+		t.Fatalf("daemon exit code %d, want 3 (the application's answer to SIGTERM)\n%s", code, n.Log())
 	}
 }

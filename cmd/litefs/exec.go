@@ -17,7 +17,7 @@ func runExec(ctx context.Context, cmds ExecConfigs, log *slog.Logger) error {
 	for i, c := range cmds {
 		last := i == len(cmds)-1
 		log.Info("running exec command", "cmd", c.Cmd)
-		cmd := exec.Command("sh", "-c", c.Cmd)
+		cmd := execCommand(c.Cmd)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("exec %q: %w", c.Cmd, err)
