@@ -39,8 +39,6 @@ const (
 	// warmAcks is how many inserts the primary acknowledges before a round
 	// disrupts it, and how many the new primary must acknowledge after.
 	warmAcks = 20
-	// consulReadyTimeout bounds the wait for the agent's leader and checks.
-	consulReadyTimeout = 30 * time.Second
 )
 
 // failNode is one candidate of the failover cluster. Its directories, port
@@ -115,7 +113,7 @@ func newCluster(bin, dir string, agent *consulAgent) (*failCluster, error) {
 func (c *failCluster) start(ctx context.Context, n *failNode) error {
 	n.runs++
 	n.dirs.log = filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", n.name, n.runs))
-	d, err := launch(c.bin, n.dirs, n.yaml(c.consul.url), nil)
+	d, err := launch(c.bin, n.dirs, n.yaml(c.consul.URL), nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.name, err)
 	}
@@ -291,17 +289,13 @@ func failoverSection(ctx context.Context, opts options, w *workDir, progress io.
 // failoverRounds each, on a cluster in dir. It stops every node and the
 // agent on every path out; on failure it shows the end of their logs.
 func runFailover(ctx context.Context, opts options, dir string, progress io.Writer) (res failoverResult, err error) {
-	consulBin, err := consulBinary()
-	if err != nil {
-		return res, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, failoverTimeout)
 	defer cancel()
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return res, fmt.Errorf("create %s: %w", dir, err)
 	}
 	began := time.Now()
-	agent, err := startConsul(ctx, consulBin, dir)
+	agent, err := startConsul(dir)
 	if err != nil {
 		return res, err
 	}
@@ -319,7 +313,7 @@ func runFailover(ctx context.Context, opts options, dir string, progress io.Writ
 		return res, err
 	}
 	fmt.Fprintf(progress, "    %-45s %s (Consul agent %s, nodes in %s)\n", "cluster started",
-		time.Since(began).Round(time.Millisecond), agent.url, dir)
+		time.Since(began).Round(time.Millisecond), agent.URL, dir)
 	for _, k := range failoverKinds {
 		for i := range failoverRounds {
 			if err := c.round(ctx, k, i, &res, progress); err != nil {

@@ -74,40 +74,61 @@ type process struct {
 // binary fails the test.
 func Start(t testing.TB) *Agent {
 	t.Helper()
-	bin := binary(t)
-	dir := t.TempDir()
-	ports, err := freePorts(4)
+	bin, err := FindBinary()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI: the consul binary is required: %v", err)
+		}
+		t.Fatalf("consultest: %v", err)
+	}
+	a, err := Launch(bin, t.TempDir(), "litefs-test")
+	if a != nil {
+		t.Cleanup(func() {
+			if err := a.Close(); err != nil {
+				t.Logf("consultest cleanup: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("consul agent %s output:\n%s", a.URL, tail(a.Logs(), maxLogDump))
+			}
+		})
+	}
 	if err != nil {
 		t.Fatalf("consultest: %v", err)
+	}
+	return a
+}
+
+// Launch starts a dev agent like Start, outside a test (the benchmark uses
+// it): bin is the consul binary, dir holds its config and data, node is its
+// node name. On error the agent is stopped; a non-nil Agent is returned
+// anyway when it got as far as starting, so that its Logs can be shown.
+// Close stops it.
+func Launch(bin, dir, node string) (*Agent, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
 	}
 	hcl := fmt.Sprintf("ports {\n  http = %d\n  dns = -1\n  grpc = -1\n  grpc_tls = -1\n  serf_lan = %d\n  serf_wan = %d\n  server = %d\n}\n",
 		ports[0], ports[1], ports[2], ports[3])
 	cfg := filepath.Join(dir, "ports.hcl")
 	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-		t.Fatalf("consultest: write agent config: %v", err)
+		return nil, fmt.Errorf("write agent config: %w", err)
 	}
 	a := &Agent{
 		URL:   fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		Node:  "litefs-test",
+		Node:  node,
 		bin:   bin,
 		dir:   dir,
 		cfg:   cfg,
 		ports: ports,
 		logs:  &syncBuffer{},
 	}
-	t.Cleanup(func() {
-		if err := a.kill(); err != nil {
-			t.Logf("consultest cleanup: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("consul agent %s output:\n%s", a.URL, tail(a.Logs(), maxLogDump))
-		}
-	})
-	if err := a.run(); err != nil {
-		t.Fatalf("consultest: %v", err)
-	}
-	return a
+	return a, a.run()
 }
+
+// Close kills the agent and waits for it to exit. It is safe to call more
+// than once.
+func (a *Agent) Close() error { return a.kill() }
 
 // Stop kills the agent with SIGKILL and waits for it to exit: from then on
 // Consul is unreachable at URL until Restart. Stopping a stopped agent is a
@@ -263,28 +284,29 @@ func (a *Agent) kill() error {
 	}
 }
 
-// binary finds the consul binary: $LITEFS_CONSUL, else bin/consul at the
-// repository root. A missing binary fails the test.
-func binary(t testing.TB) string {
-	t.Helper()
-	how := "run scripts/build-consul.sh (builds bin/consul from tests/tools, a few minutes once) or set LITEFS_CONSUL to a consul binary"
+// FindBinary returns the consul binary: $LITEFS_CONSUL, else bin/consul
+// at the repository root (found from the working directory). A missing
+// binary is an error saying how to build it.
+func FindBinary() (string, error) {
+	how := "run scripts/build-consul.sh or make consul (builds bin/consul from tests/tools, a few minutes once) or set LITEFS_CONSUL to a consul binary"
 	path := os.Getenv("LITEFS_CONSUL")
 	if path == "" {
 		root, err := repoRoot()
 		if err != nil {
-			t.Fatalf("consultest: locate bin/consul: %v; %s", err, how)
+			return "", fmt.Errorf("locate bin/consul: %w; %s", err, how)
 		}
 		path = filepath.Join(root, "bin", "consul")
 	} else if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI: the consul binary is required and missing (%v): the CI script must %s", err, how)
-		}
-		t.Fatalf("consul binary not found (%v): %s", err, how)
+	info, err := os.Stat(path)
+	if err == nil && (info.IsDir() || info.Mode()&0o111 == 0) {
+		err = errors.New("not an executable file")
 	}
-	return path
+	if err != nil {
+		return "", fmt.Errorf("consul binary %s: %w: %s", path, err, how)
+	}
+	return path, nil
 }
 
 // repoRoot walks up from the working directory to the directory whose
