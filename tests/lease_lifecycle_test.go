@@ -3,7 +3,6 @@ package tests
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -14,7 +13,7 @@ func TestConsul_RunPromoteMovesThePrimaryThenRunsTheCommand(t *testing.T) {
 	agent := StartConsul(t)
 	nodes := startConsulCluster(t, agent, 2)
 	createTable(t, nodes[0], nodes, "app.db")
-	out, err := runBoundedCmd(t, daemonPath(t), "run", "-url", nodes[1].URL(), "-promote", "--",
+	out, err := runBounded(60*time.Second, daemonPath(t), "run", "-url", nodes[1].URL(), "-promote", "--",
 		"sh", "-c", "echo ran")
 	if err != nil {
 		t.Fatalf("litefs run -promote: %v\n%s", err, out)
@@ -56,24 +55,6 @@ func TestConsul_ExecRunsIfCandidateOnlyOnCandidatesAndExitsWithTheApp(t *testing
 				t.Fatalf("if-candidate command ran: %t, want %t", err == nil, tt.migrated)
 			}
 		})
-	}
-}
-
-// runBoundedCmd runs a command for at most 60 s and returns its output.
-func runBoundedCmd(t testing.TB, name string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-		return string(out), err
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		return string(out), fmt.Errorf("%s still running after 60s", name)
 	}
 }
 

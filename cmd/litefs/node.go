@@ -100,9 +100,6 @@ func (n *leaseNode) run(ctx context.Context) error {
 			continue
 		}
 		n.follow(ctx, st.Primary())
-		if retry == 0 && !n.mayAcquireLater(st).IsZero() {
-			retry = time.Until(n.mayAcquireLater(st))
-		}
 		st = n.watch(ctx, st, retry)
 	}
 	return nil
@@ -112,8 +109,11 @@ func (n *leaseNode) run(ctx context.Context) error {
 // lease ends (served). Otherwise it returns how soon to re-evaluate without
 // a state change (0: only on a change).
 func (n *leaseNode) compete(ctx context.Context, st litefs.LeaseState) (served bool, retry time.Duration, err error) {
-	if !n.cfg.Lease.Candidate || st.Held || !n.mayAcquireLater(st).IsZero() {
+	if !n.cfg.Lease.Candidate || st.Held {
 		return false, 0, nil
+	}
+	if at := n.mayAcquireLater(st); !at.IsZero() {
+		return false, time.Until(at), nil // not yet: look again then
 	}
 	info, err := n.leaseInfo()
 	if err != nil {
