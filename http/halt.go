@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,9 @@ const (
 	codeInvalid    = "invalid"
 	codeTooLarge   = "too-large"
 	codeNotFound   = "not-found"
+	codeNoTarget   = "no-target"     // handoff: no such candidate streaming
+	codeNotCand    = "not-candidate" // promote: lease.candidate is false
+	codeTimeout    = "timeout"
 )
 
 // apiErrorJSON is the body of a refused HALT API request.
@@ -223,7 +227,8 @@ func (s *Server) handleTx(w nethttp.ResponseWriter, r *nethttp.Request) {
 // errTooLarge marks a body over the size limit.
 var errTooLarge = errors.New("request body too large")
 
-// decodeAPIError reads a HALT API refusal into an error the core knows.
+// decodeAPIError reads a refusal of the node-to-node API (HALT, handoff)
+// into an error the caller can test with errors.Is.
 func decodeAPIError(status int, body []byte) error {
 	var e apiErrorJSON
 	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
@@ -243,6 +248,12 @@ func decodeAPIError(status int, body []byte) error {
 		base = litefs.ErrChecksumMismatch
 	case codeNotFound:
 		base = litefs.ErrDatabaseNotFound
+	case codeNoTarget:
+		base = ErrNoHandoffTarget
+	case codeNotCand:
+		base = ErrNotCandidate
+	case codeTimeout:
+		base = context.DeadlineExceeded
 	default:
 		base = litefs.ErrHaltInvalid
 	}

@@ -14,9 +14,10 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// HaltClient is a replica's client of the primary's HALT API; it
-// implements litefs.HaltClient. The primary's URL is read from the store
-// at every call, so it follows primary changes.
+// HaltClient is a replica's client of the primary's HALT API and of POST
+// /handoff (RequestHandoff); it implements litefs.HaltClient. The
+// primary's URL is read from the store at every call, so it follows
+// primary changes.
 type HaltClient struct {
 	store     *litefs.Store
 	authToken string

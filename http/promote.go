@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	nethttp "net/http"
-	"strings"
+	"net/url"
 	"time"
 
 	"github.com/litefs/litefs"
@@ -48,7 +47,8 @@ func (s *Server) handleHandoff(w nethttp.ResponseWriter, r *nethttp.Request) {
 	raw := r.URL.Query().Get("nodeID")
 	nodeID, err := parseNodeID(raw)
 	if err != nil {
-		httpError(w, nethttp.StatusBadRequest, fmt.Sprintf("handoff: nodeID %q: want the 16 hex digits of a replica's node id (GET /info on it)", truncate(raw, 40)))
+		writeJSON(w, nethttp.StatusBadRequest, apiErrorJSON{Code: codeInvalid,
+			Error: fmt.Sprintf("handoff: nodeID %q: want the 16 hex digits of a replica's node id (GET /info on it)", truncate(raw, 40))})
 		return
 	}
 	if s.opts.Handoff == nil {
@@ -65,50 +65,28 @@ func (s *Server) handleHandoff(w nethttp.ResponseWriter, r *nethttp.Request) {
 	writeJSON(w, nethttp.StatusOK, PromoteJSON{Primary: PrimaryJSON{Hostname: target.Hostname, URL: target.AdvertiseURL}})
 }
 
-// promoteError writes the refusal of a promote or handoff request.
+// promoteError writes the refusal of a promote or handoff request as the
+// API's JSON error (decodeAPIError reads it back).
 func promoteError(w nethttp.ResponseWriter, what string, err error) {
-	status := nethttp.StatusInternalServerError
+	code, status := "", nethttp.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNotCandidate), errors.Is(err, ErrNoHandoffTarget):
-		status = nethttp.StatusConflict
+	case errors.Is(err, ErrNotCandidate):
+		code, status = codeNotCand, nethttp.StatusConflict
+	case errors.Is(err, ErrNoHandoffTarget):
+		code, status = codeNoTarget, nethttp.StatusConflict
 	case errors.Is(err, litefs.ErrNotPrimary):
-		status = nethttp.StatusServiceUnavailable
+		code, status = codeNotPrimary, nethttp.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
-		status = nethttp.StatusGatewayTimeout
+		code, status = codeTimeout, nethttp.StatusGatewayTimeout
 	}
-	httpError(w, status, fmt.Sprintf("%s: %v", what, err))
+	writeJSON(w, status, apiErrorJSON{Error: fmt.Sprintf("%s: %v", what, err), Code: code})
 }
 
-// RequestHandoff asks the primary at primaryURL to hand the lease to node
-// nodeID (POST /handoff). It returns once the primary has sent that node
-// everything and released the lease to it.
-func RequestHandoff(ctx context.Context, client *nethttp.Client, primaryURL, token string, nodeID uint64) error {
-	if client == nil {
-		client = nethttp.DefaultClient
-	}
-	u := strings.TrimRight(primaryURL, "/") + "/handoff?nodeID=" + litefs.FormatNodeID(nodeID)
-	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, u, nil)
-	if err != nil {
-		return fmt.Errorf("handoff request: %w", err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the primary %s for the lease: %w", primaryURL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != nethttp.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		err := fmt.Errorf("the primary %s refused the handoff: %s: %s", primaryURL, resp.Status, strings.TrimSpace(string(msg)))
-		switch resp.StatusCode {
-		case nethttp.StatusServiceUnavailable:
-			err = fmt.Errorf("%w: %w", litefs.ErrNotPrimary, err)
-		case nethttp.StatusConflict:
-			err = fmt.Errorf("%w: %w", ErrNoHandoffTarget, err)
-		}
-		return err
-	}
-	return nil
+// RequestHandoff asks the primary this replica follows to hand it the
+// lease (POST /handoff with this node's id). It returns once the primary
+// has sent this node everything and released the lease to it; a primary
+// that does not see this node's stream yet answers ErrNoHandoffTarget.
+func (c *HaltClient) RequestHandoff(ctx context.Context) error {
+	q := url.Values{"nodeID": {litefs.FormatNodeID(c.store.NodeID())}}
+	return c.call(ctx, nethttp.MethodPost, "/handoff", q, nil, nil)
 }

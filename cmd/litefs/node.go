@@ -39,6 +39,7 @@ type leaseNode struct {
 	store  *litefs.Store
 	leaser litefs.Leaser
 	srv    *lhttp.Server
+	peer   *lhttp.HaltClient // this node's client of the primary's API
 	cfg    *Config
 	log    *slog.Logger
 	self   litefs.PrimaryInfo // this node's hostname and advertise URL

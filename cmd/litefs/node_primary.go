@@ -163,7 +163,7 @@ func (n *leaseNode) requestHandoff(ctx context.Context) error {
 		}
 		var err error
 		if n.store.Connected() && n.store.Lag() < litefs.NotSyncedLag {
-			err = lhttp.RequestHandoff(ctx, nil, p.AdvertiseURL, n.cfg.HTTP.AuthToken, n.store.NodeID())
+			err = n.peer.RequestHandoff(ctx)
 			if !errors.Is(err, lhttp.ErrNoHandoffTarget) {
 				return err
 			}

@@ -29,8 +29,10 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 
 	// A replica without a primary until the lease says otherwise.
 	store.SetReplica(&litefs.PrimaryInfo{})
-	store.SetHaltClient(lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, nil))
+	peer := lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, nil)
+	store.SetHaltClient(peer)
 	node := newLeaseNode(store, leaser, cfg, log)
+	node.peer = peer
 	srv := lhttp.NewServer(store, lhttp.ServerOptions{
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
