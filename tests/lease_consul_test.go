@@ -73,7 +73,7 @@ func TestConsul_SIGTERMHandsOffWithoutLoss(t *testing.T) {
 	p := waitNewPrimary(t, rest, 5*time.Second)
 	waitConverged(t, ConvergeTimeout, p, others(rest, p), "app.db")
 	for _, n := range rest {
-		requireRows(t, n, "app.db", &w.acks)
+		requireRows(t, n, "app.db", w.acked())
 	}
 	if !strings.Contains(old.Log(), "handed the primary role off") {
 		t.Errorf("%s did not log a handoff at SIGTERM", old.Name)

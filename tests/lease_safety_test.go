@@ -75,7 +75,7 @@ func twentyHandoffs(t *testing.T, mode string) {
 	}
 	waitConverged(t, ConvergeTimeout, primary, others(nodes, primary), "app.db")
 	for _, n := range nodes {
-		requireRows(t, n, "app.db", &w.acks)
+		requireRows(t, n, "app.db", w.acked())
 	}
 }
 
@@ -193,7 +193,7 @@ func TestConsul_AgentDownStopsPrimaryWritesAndTheClusterRecovers(t *testing.T) {
 	p := waitNewPrimary(t, nodes, time.Second)
 	waitConverged(t, ConvergeTimeout, p, others(nodes, p), "app.db")
 	for _, n := range []*Node{a, b} {
-		requireRows(t, n, "app.db", &w.acks)
+		requireRows(t, n, "app.db", w.acked())
 	}
 }
 

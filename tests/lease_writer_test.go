@@ -18,7 +18,6 @@ type writer struct {
 	dsn  string // extra DSN parameters, e.g. "&_journal_mode=WAL"
 
 	nodes []*Node
-	acks  ackLog
 
 	mu     sync.Mutex
 	dbs    map[*Node]*sql.DB
@@ -90,7 +89,6 @@ func (w *writer) loop() {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		w.acks.add(id, n.Name)
 		w.mu.Lock()
 		w.events = append(w.events, ackEvent{id: id, node: n, at: time.Now()})
 		w.mu.Unlock()
@@ -137,6 +135,15 @@ func (w *writer) snapshot() []ackEvent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]ackEvent(nil), w.events...)
+}
+
+// acked returns every acknowledged insert so far, for requireRows.
+func (w *writer) acked() *ackLog {
+	a := &ackLog{}
+	for _, e := range w.snapshot() {
+		a.add(e.id, e.node.Name)
+	}
+	return a
 }
 
 // waitAcks waits until at least k more inserts were acknowledged.
