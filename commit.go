@@ -56,7 +56,7 @@ func (db *DB) commitTx(t *tx, mode writeMode) error {
 		return err
 	}
 	defer out.abort()
-	enc, err := ltx.NewEncoder(out.writer())
+	enc, err := db.encoders.get(out.writer())
 	if err != nil {
 		return fmt.Errorf("ltx encoder: %w", err)
 	} else if err := enc.EncodeHeader(hdr); err != nil {

@@ -83,6 +83,7 @@ type DB struct {
 	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
 	buf        bytes.Buffer        // reused LTX encoding buffer
 	page       []byte              // reused page buffer
+	encoders   encoderCache        // reused LTX encoder (under mu)
 
 	halt  haltState    // primary side: the HALT granted to a replica
 	rhalt replicaHalts // replica side: the HALT this node holds from the primary

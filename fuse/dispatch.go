@@ -76,11 +76,13 @@ func (s *server) dispatchNode(ctx context.Context, req fuse.Request) {
 	case *fuse.OpenRequest:
 		s.open(ctx, n, r)
 	case *fuse.FsyncRequest:
-		var err error
-		if fsy, ok := n.(fs.NodeFsyncer); ok && !r.Dir {
-			err = fsy.Fsync(ctx, r)
+		fsy, ok := n.(fs.NodeFsyncer)
+		if !ok || r.Dir {
+			r.Respond()
+			return
 		}
-		respond(r, err, r.Respond)
+		// An fsync waits for the disk: keep the reader free meanwhile.
+		s.offload(func() { respond(r, fsy.Fsync(ctx, r), r.Respond) })
 	default:
 		s.dispatchDir(ctx, n, req)
 	}

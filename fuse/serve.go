@@ -2,11 +2,8 @@ package fuse
 
 import (
 	"context"
-	"errors"
 	"hash/fnv"
-	"io"
 	"sync"
-	"syscall"
 
 	"bazil.org/fuse"
 	"bazil.org/fuse/fs"
@@ -15,9 +12,10 @@ import (
 // server reads FUSE requests and answers them. bazil.org/fuse's own fs.Server
 // starts a goroutine per request; on a 2-core machine each of those hand-offs
 // costs tens of microseconds, several times the cost of the operation, and a
-// SQLite transaction is ten requests. Here a few reader goroutines each handle
-// the request they read inline, so the common case needs no hand-off at all.
-// Only requests that may block indefinitely (F_SETLKW) get a goroutine.
+// SQLite transaction is nine requests. Here the reader that reads a request
+// handles it inline, so the common case needs no hand-off at all (see
+// readers.go for how many readers there are). Only requests that may block
+// indefinitely (F_SETLKW) or that wait for the disk (fsync) get a goroutine.
 type server struct {
 	fs   *FS
 	conn *fuse.Conn
@@ -30,7 +28,8 @@ type server struct {
 	nextH    fuse.HandleID
 	inflight map[fuse.RequestID]context.CancelFunc // interruptible requests
 	debug    bool                                  // log every request
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup                        // requests handled off the readers
+	readers  readerPool
 }
 
 // nodeRef is a node the kernel knows, with its lookup count.
@@ -38,10 +37,6 @@ type nodeRef struct {
 	node fs.Node
 	refs uint64
 }
-
-// readers is how many goroutines read requests; more than one keeps a slow
-// request (an fsync) from stalling the others.
-const readers = 4
 
 func newServer(f *FS, conn *fuse.Conn) *server {
 	s := &server{
@@ -54,42 +49,6 @@ func newServer(f *FS, conn *fuse.Conn) *server {
 		inflight: make(map[fuse.RequestID]context.CancelFunc),
 	}
 	return s
-}
-
-// serve answers requests until the kernel ends the connection.
-func (s *server) serve() error {
-	errc := make(chan error, readers)
-	for i := 0; i < readers; i++ {
-		go func() { errc <- s.readLoop() }()
-	}
-	var first error
-	for i := 0; i < readers; i++ {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	s.wg.Wait()
-	return first
-}
-
-func (s *server) readLoop() error {
-	for {
-		req, err := s.conn.ReadRequest()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ENODEV) {
-				return nil
-			}
-			return err
-		}
-		if _, ok := req.(*fuse.DestroyRequest); ok {
-			req.(*fuse.DestroyRequest).Respond()
-			return nil
-		}
-		if s.debug {
-			s.fs.log.Debug("fuse request", "req", req.String())
-		}
-		s.dispatch(req)
-	}
 }
 
 // node returns the node a request is about.
