@@ -65,6 +65,15 @@ func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 		}
 	}
 	resp.Flags |= fuse.OpenKeepCache
+	if n.kind == litefs.FileWAL {
+		// The kernel sends a cached write in one request per page it
+		// only partly covers, so each WAL frame (a 24-byte header and
+		// a page, at offsets that are not page-aligned) cost three
+		// requests. Uncached, it costs two: the 100,000-row insert of
+		// the benchmark took 0.47 s instead of 0.61 s. SQLite never
+		// maps the WAL into memory, so nothing needs its page cache.
+		resp.Flags |= fuse.OpenDirectIO
+	}
 	return &fileHandle{node: n}, nil
 }
 
