@@ -28,44 +28,18 @@ const (
 // touched; readers in the mount wait only for the local write, and see all
 // of it or none of it.
 func (db *DB) ApplyLTX(ctx context.Context, r io.Reader) (ltx.Pos, error) {
-	in, err := db.spoolLTX(r)
+	f, err := db.SpoolLTX(r)
 	if err != nil {
 		return ltx.Pos{}, err
 	}
-	defer in.remove() // a no-op for files moved into place
-
-	if err := db.checkApplicable(in); err != nil {
-		// checkApplicable waited for any commit in progress, so a
-		// transaction this replica forwarded is recorded by now.
-		if pos, ok := db.alreadyForwarded(in); ok {
-			return pos, nil
-		}
-		return ltx.Pos{}, err
-	}
-	return db.applyIncoming(ctx, in, daemonOwner)
+	return db.ApplySpooled(ctx, []*Incoming{f})
 }
 
 // applyIncoming applies a verified file while every connection is locked
 // out. owner is the lock-table owner that locks them out: the daemon, or a
 // HALT grant that already holds SQLite's write locks.
 func (db *DB) applyIncoming(ctx context.Context, in *incomingLTX, owner uint64) (ltx.Pos, error) {
-	release, err := db.exclusive(ctx, owner)
-	if err != nil {
-		return ltx.Pos{}, fmt.Errorf("apply to %s: wait for readers: %w", db.name, err)
-	}
-	defer release()
-
-	db.mu.Lock()
-	pos, err := db.applyLocked(in)
-	db.mu.Unlock()
-	if err != nil {
-		return ltx.Pos{}, err
-	}
-	if err := db.invalidateAfterApply(); err != nil {
-		db.log.Warn("kernel cache invalidation failed", "error", err)
-	}
-	db.store.notify()
-	return pos, nil
+	return db.applyAll(ctx, owner, []*incomingLTX{in}, true)
 }
 
 // incomingLTX is a received LTX file, spooled to disk and verified, with the

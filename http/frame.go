@@ -183,6 +183,11 @@ func NewFrameReader(r io.Reader) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
+// Buffered reports how many bytes of the stream have arrived and wait in
+// the reader: with the current frame's body read, a positive count means the
+// next frame has (at least partly) arrived.
+func (r *FrameReader) Buffered() int { return r.r.Buffered() }
+
 // Next returns the next frame. Any unread part of the previous frame's body
 // is skipped first. At a clean end of stream (between frames) it returns
 // io.EOF; a stream cut inside a frame is io.ErrUnexpectedEOF.

@@ -259,16 +259,20 @@ type replicaStream struct {
 
 // run reads and applies frames until the stream ends.
 func (s *replicaStream) run(ctx context.Context) error {
+	var next *Frame // a frame read ahead by a batch it did not belong to
 	for {
-		f, err := s.fr.Next()
-		if errors.Is(err, io.EOF) {
+		var f Frame
+		var err error
+		if next != nil {
+			f, next = *next, nil
+		} else if f, err = s.fr.Next(); errors.Is(err, io.EOF) {
 			return errors.New("primary closed the stream")
 		} else if err != nil {
 			return fmt.Errorf("read stream: %w", err)
 		}
 		switch f.Type {
 		case FrameLTX:
-			err = s.applyLTX(ctx, f)
+			next, err = s.applyLTX(ctx, f)
 		case FrameDrop:
 			err = s.drop(f.Name)
 		case FrameReady:
@@ -294,35 +298,88 @@ func (s *replicaStream) run(ctx context.Context) error {
 	}
 }
 
-// applyLTX applies one LTX frame, creating the database if needed.
-func (s *replicaStream) applyLTX(ctx context.Context, f Frame) error {
+// maxApplyBatch bounds how many transactions a replica applies under one
+// lock-out of its readers.
+const maxApplyBatch = 64
+
+// applyLTX applies an LTX frame, creating the database if needed, together
+// with the LTX frames for the same database that have already arrived
+// behind it (see litefs.DB.ApplySpooled). It returns a frame it read ahead
+// that belongs to no batch, for the caller to handle next.
+func (s *replicaStream) applyLTX(ctx context.Context, f Frame) (*Frame, error) {
 	hdr, r, err := ltx.PeekHeader(f.Body)
 	if err != nil {
-		return fmt.Errorf("read ltx header for %q: %w", f.Name, eofUnexpected(err))
+		return nil, fmt.Errorf("read ltx header for %q: %w", f.Name, eofUnexpected(err))
 	}
 	db, created := s.c.store.DB(f.Name), false
 	if db == nil {
 		if db, err = s.c.store.CreateDB(f.Name); err != nil && !errors.Is(err, litefs.ErrDatabaseExists) {
-			return fmt.Errorf("create database %q: %w", f.Name, err)
+			return nil, fmt.Errorf("create database %q: %w", f.Name, err)
 		}
 		created = err == nil
 	}
-	pos, err := db.ApplyLTX(ctx, r)
+	batch, next, err := s.spoolBatch(db, f.Name, r, hdr.IsSnapshot())
+	last := hdr
+	if len(batch) > 0 {
+		last = batch[len(batch)-1].Header()
+	}
+	pos, aerr := db.ApplySpooled(ctx, batch)
+	if err == nil {
+		err = aerr
+	} else if aerr != nil {
+		err = errors.Join(err, aerr)
+	}
 	if err != nil && created {
 		_ = s.c.store.DeleteDB(f.Name) // a refused file leaves nothing behind
 	}
 	if errors.Is(err, litefs.ErrPosMismatch) {
-		return fmt.Errorf("apply ltx %s-%s to %q: %w: %w", hdr.MinTXID, hdr.MaxTXID, f.Name, err, errReconnect)
+		return nil, fmt.Errorf("apply ltx %s-%s to %q: %w: %w", hdr.MinTXID, last.MaxTXID, f.Name, err, errReconnect)
 	} else if err != nil {
-		return fmt.Errorf("apply ltx %s-%s to %q: %w", hdr.MinTXID, hdr.MaxTXID, f.Name, err)
+		return nil, fmt.Errorf("apply ltx %s-%s to %q: %w", hdr.MinTXID, last.MaxTXID, f.Name, err)
 	}
-	metrics.ltxFramesApplied.Add(1)
+	metrics.ltxFramesApplied.Add(int64(len(batch)))
 	if hdr.IsSnapshot() {
 		metrics.snapshotsRecv.Add(1)
 		metrics.snapshotBytesRecv.Add(f.BodySize)
 		s.c.log.Info("snapshot applied", "db", f.Name, "txid", pos.TXID.String(), "bytes", f.BodySize)
 	}
-	return nil
+	return next, nil
+}
+
+// spoolBatch spools the first file (body r) and then, while the stream
+// already holds more, the following LTX frames for the same database. A
+// snapshot is applied alone. It returns the spooled files, a frame read
+// ahead that is not part of the batch, and the error that ended the batch
+// (the files spooled before it are still returned, to be applied).
+func (s *replicaStream) spoolBatch(db *litefs.DB, name string, r io.Reader, snapshot bool) ([]*litefs.Incoming, *Frame, error) {
+	first, err := db.SpoolLTX(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	batch := []*litefs.Incoming{first}
+	for !snapshot && len(batch) < maxApplyBatch && s.fr.Buffered() > 0 {
+		f, err := s.fr.Next()
+		if err != nil {
+			return batch, nil, fmt.Errorf("read stream: %w", err)
+		}
+		if f.Type != FrameLTX || f.Name != name {
+			return batch, &f, nil
+		}
+		hdr, r, err := ltx.PeekHeader(f.Body)
+		if err != nil {
+			return batch, nil, fmt.Errorf("read ltx header for %q: %w", f.Name, eofUnexpected(err))
+		}
+		if hdr.IsSnapshot() {
+			f.Body = r // PeekHeader's reader gives the header back
+			return batch, &f, nil
+		}
+		in, err := db.SpoolLTX(r)
+		if err != nil {
+			return batch, nil, err
+		}
+		batch = append(batch, in)
+	}
+	return batch, nil, nil
 }
 
 // drop deletes a database the primary no longer has.
