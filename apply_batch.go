@@ -37,36 +37,29 @@ func (i *Incoming) Discard() { i.in.remove() }
 // as ApplyLTX checks one; at the first refused file the ones before it stay
 // applied and its error is returned. The spooled files are removed.
 func (db *DB) ApplySpooled(ctx context.Context, files []*Incoming) (ltx.Pos, error) {
-	defer func() {
-		for _, f := range files {
-			f.Discard() // a no-op for files moved into place
-		}
-	}()
-	if len(files) == 0 {
+	ins := make([]*incomingLTX, len(files))
+	for i, f := range files {
+		ins[i] = f.in
+		defer f.Discard() // a no-op for files moved into place
+	}
+	if len(ins) == 0 {
 		return db.Pos(), nil
 	}
 	// Refuse a bad first file before locking anyone out. (checkApplicable
 	// waits for a commit in progress, so a transaction this replica
 	// forwarded under a HALT is recorded by now.)
-	if err := db.checkApplicable(files[0].in); err != nil {
-		p, ok := db.alreadyForwarded(files[0].in)
+	firstChecked := true
+	if err := db.checkApplicable(ins[0]); err != nil {
+		p, ok := db.alreadyForwarded(ins[0])
 		if !ok {
 			return ltx.Pos{}, err
 		}
-		if files = files[1:]; len(files) == 0 {
+		if ins = ins[1:]; len(ins) == 0 {
 			return p, nil
 		}
-		return db.applyAll(ctx, daemonOwner, incomings(files), false)
+		firstChecked = false
 	}
-	return db.applyAll(ctx, daemonOwner, incomings(files), true)
-}
-
-func incomings(files []*Incoming) []*incomingLTX {
-	ins := make([]*incomingLTX, len(files))
-	for i, f := range files {
-		ins[i] = f.in
-	}
-	return ins
+	return db.applyAll(ctx, daemonOwner, ins, firstChecked)
 }
 
 // applyAll applies verified files in order under one lock-out by owner.
