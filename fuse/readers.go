@@ -26,8 +26,9 @@ import (
 // leaves as soon as another reader is idle again.
 
 // stallAfter is how long all readers may be busy before another starts. The
-// watchdog checks this often while requests come: at 1 ms its own wake-ups
-// cost a tenth of the single-row write rate here.
+// watchdog checks this often while requests come. Measured through a mount
+// that records nothing (single-row WAL tx/s, two runs each): checking every
+// 1 ms gave 5,660-5,820, every 5 ms 7,970-8,430, no watchdog 6,870-9,420.
 const stallAfter = 5 * time.Millisecond
 
 // maxReaders bounds the readers the watchdog starts.

@@ -3,7 +3,6 @@ package http
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -1303,38 +1302,6 @@ func TestHaltAcquire_AWaiterThatGivesUpNeverHoldsTheLock(t *testing.T) {
 	if h := e.mustAcquire(t, nodeC, lockC); h.Holder != nodeC {
 		t.Fatalf("next holder %+v, want C", h)
 	}
-}
-
-// makeWALFile creates a real SQLite database in WAL mode (checkpointed, so
-// the database file is complete) with n rows and returns its bytes.
-func makeWALFile(t *testing.T, n int) []byte {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "wal.db")
-	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sdb.Close()
-	qs := []string{`CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`}
-	for i := 0; i < n; i++ {
-		qs = append(qs, `INSERT INTO t(v) VALUES(randomblob(200))`)
-	}
-	for _, q := range append(qs, `PRAGMA wal_checkpoint(TRUNCATE)`) {
-		if _, err := sdb.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sdb.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b[18] != 2 || b[19] != 2 {
-		t.Fatalf("setup: %s is not in WAL mode", path)
-	}
-	return b
 }
 
 func TestForwardedTx_AppliesEveryShapeOfTransaction(t *testing.T) {

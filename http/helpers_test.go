@@ -36,17 +36,36 @@ func openStore(t *testing.T) *litefs.Store {
 // bytes (rollback journal mode) and returns its bytes.
 func makeSQLiteFile(t *testing.T, n int) []byte {
 	t.Helper()
+	return makeDBFile(t, n, "DELETE")
+}
+
+// makeWALFile creates a real SQLite database in WAL mode (checkpointed, so
+// the database file is complete) with n rows and returns its bytes.
+func makeWALFile(t *testing.T, n int) []byte {
+	t.Helper()
+	b := makeDBFile(t, n, "WAL")
+	if b[18] != 2 || b[19] != 2 {
+		t.Fatal("setup: the database is not in WAL mode")
+	}
+	return b
+}
+
+// makeDBFile creates a database in the given journal mode with n rows of
+// ~200 bytes, checkpoints it (a no-op outside WAL mode) and returns its bytes.
+func makeDBFile(t *testing.T, n int, journal string) []byte {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
-	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=DELETE")
+	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+journal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	if _, err := sdb.Exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
-		t.Fatal(err)
-	}
+	qs := []string{`CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`}
 	for i := 0; i < n; i++ {
-		if _, err := sdb.Exec(`INSERT INTO t(v) VALUES(randomblob(200))`); err != nil {
+		qs = append(qs, `INSERT INTO t(v) VALUES(randomblob(200))`)
+	}
+	for _, q := range append(qs, `PRAGMA wal_checkpoint(TRUNCATE)`) {
+		if _, err := sdb.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
