@@ -2,6 +2,7 @@ package litefs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -276,10 +277,14 @@ func (db *DB) resetDirty() {
 	db.forceFull = false
 }
 
+// errNoSQLiteHeader: a database file's content does not start with SQLite's
+// header (a file that is not, or not yet, a database).
+var errNoSQLiteHeader = errors.New("no SQLite header")
+
 // parsePageSize returns the page size stored in a SQLite database header.
 func parsePageSize(hdr []byte) (uint32, error) {
 	if len(hdr) < 100 || string(hdr[:16]) != "SQLite format 3\x00" {
-		return 0, fmt.Errorf("no SQLite header")
+		return 0, errNoSQLiteHeader
 	}
 	ps := uint32(binary.BigEndian.Uint16(hdr[16:18]))
 	if ps == 1 {

@@ -1,6 +1,7 @@
 package litefs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -254,7 +255,16 @@ func checkpointCommit(dbf, wal *os.File, hdr WALHeader, c WALCommit, buf []byte)
 // checks them against the newest LTX file, re-applying it if the database
 // file lost it.
 func (db *DB) verifyAgainstHistory(last *lastLTX) error {
-	if err := db.loadSums(); err != nil {
+	err := db.loadSums()
+	if last == nil && errors.Is(err, errNoSQLiteHeader) {
+		// A file created through the mount that never held a SQLite
+		// database (no history): kept and served as it is, not replicated,
+		// as while the daemon ran. Its first valid commit records it whole.
+		db.log.Warn("file is not a SQLite database: kept, not replicated until it becomes one", "error", err)
+		db.forceFull = true
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	if last == nil {

@@ -348,3 +348,48 @@ func TestSetReplica_VoidsTheHaltOfAReplicaWhenThePrimaryChanges(t *testing.T) {
 		t.Fatalf("HALT from the old primary: void = %v, want ErrHaltVoid", h.void)
 	}
 }
+
+func TestRecover_KeepsAFileThatIsNotADatabase(t *testing.T) {
+	tests := []struct {
+		name    string
+		content []byte
+	}{
+		{"short text", []byte("hello\n")},
+		{"a page of text", []byte(strings.Repeat("not a database ", 300))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			db, err := s.CreateDB("notes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeTx(t, db, tt.content) // logged, not recorded
+			s.Close()
+
+			s2 := openTestStore(t, dir)
+			db = s2.DB("notes")
+			if db == nil {
+				t.Fatal("the file is gone after a restart")
+			}
+			if pos := db.Pos(); pos.TXID != 0 {
+				t.Fatalf("position %v: content that is not SQLite was recorded", pos)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "dbs", "notes", "database"))
+			if err != nil || string(b) != string(tt.content) {
+				t.Fatalf("content after restart %q (err %v), want it unchanged", b, err)
+			}
+			// It becomes a database: its first commit records it whole.
+			content := makeSQLiteFile(t, 10)
+			writeTx(t, db, content)
+			want, err := ltx.ChecksumReader(strings.NewReader(string(content)), 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pos := db.Pos(); pos.TXID != 1 || pos.PostApplyChecksum != want {
+				t.Fatalf("position %v after the first SQLite commit, want TXID 1 checksum %s", pos, want)
+			}
+		})
+	}
+}
