@@ -62,42 +62,36 @@ func (in *incomingLTX) remove() {
 
 // spoolLTX copies r into a temporary file in the LTX directory while
 // decoding it: structure, file checksum and page checksums are all checked
-// in this one pass.
+// in this one pass. A snapshot's copy is written from a second goroutine
+// (and its pages checksummed and staged from a third), so a large snapshot
+// is received on several cores.
 func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
+	hdr, r, err := ltx.PeekHeader(r)
+	if err != nil {
+		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: decode ltx header: %w", db.name, err)
+	}
 	f, err := os.CreateTemp(db.LTXDir(), ".apply-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("spool ltx for %s: %w", db.name, err)
 	}
 	in := &incomingLTX{path: f.Name()}
-	bw := spoolBufs.Get().(*bufio.Writer)
-	bw.Reset(f)
-	defer spoolBufs.Put(bw)
-	var stage *stagedDB
-	in.hdr, in.trailer, err = decodeLTX(io.TeeReader(r, bw), func(h ltx.Header, pgno uint32, data []byte) error {
-		in.pages = append(in.pages, pageChange{pgno: pgno, sum: PageChecksum(pgno, data)})
-		if !h.IsSnapshot() {
-			return nil
-		}
-		// A snapshot is also written out as the new database file now,
-		// so applying it is a rename, not a second decode.
-		if stage == nil {
-			if stage, err = db.newStagedDB(h.PageSize, h.Commit); err != nil {
-				return err
-			}
-			in.dbPath = stage.f.Name()
-		}
-		return stage.write(pgno, data)
-	})
-	if stage != nil {
-		if serr := stage.close(); err == nil {
-			err = serr
-		}
+	var tee io.Writer
+	var flush func() error
+	if hdr.IsSnapshot() {
+		aw := newAsyncWriter(f, nil)
+		tee, flush = aw, aw.Close
+	} else {
+		bw := spoolBufs.Get().(*bufio.Writer)
+		bw.Reset(f)
+		defer spoolBufs.Put(bw)
+		tee, flush = bw, bw.Flush
 	}
+	err = db.decodeSpooled(in, io.TeeReader(r, tee))
 	if err == nil {
-		_, err = io.Copy(bw, r) // keep whatever follows the trailer: the file stays whole
+		_, err = io.Copy(tee, r) // keep whatever follows the trailer: the file stays whole
 	}
-	if err == nil {
-		err = bw.Flush()
+	if ferr := flush(); err == nil {
+		err = ferr
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -107,6 +101,44 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
 	}
 	return in, nil
+}
+
+// decodeSpooled decodes and verifies the LTX stream r into in: header,
+// trailer and page checksums. A snapshot is also written out as the new
+// database file now (in.dbPath), so applying it is a rename, not a second
+// decode.
+func (db *DB) decodeSpooled(in *incomingLTX, r io.Reader) (err error) {
+	var stage *stagedDB
+	var sink *snapshotSink
+	in.hdr, in.trailer, err = decodeLTX(r, func(h ltx.Header, pgno uint32, data []byte) error {
+		if !h.IsSnapshot() {
+			in.pages = append(in.pages, pageChange{pgno: pgno, sum: PageChecksum(pgno, data)})
+			return nil
+		}
+		if stage == nil {
+			var err error
+			if stage, err = db.newStagedDB(h.PageSize, h.Commit); err != nil {
+				return err
+			}
+			in.dbPath = stage.f.Name()
+			sink = newSnapshotSink(stage, h.Commit)
+		}
+		sink.add(pgno, data)
+		return nil
+	})
+	if sink != nil {
+		pages, serr := sink.finish()
+		in.pages = pages
+		if err == nil {
+			err = serr
+		}
+	}
+	if stage != nil {
+		if serr := stage.close(); err == nil {
+			err = serr
+		}
+	}
+	return err
 }
 
 // spoolBufs reuses the write buffers of spoolLTX: allocating (and zeroing) a
