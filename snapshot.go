@@ -13,54 +13,81 @@ import (
 
 // WriteSnapshot writes the committed database as a snapshot LTX file (every
 // page; MinTXID 1, MaxTXID the current TXID) to w and returns its position.
-// Commits are held back only while the database is copied to a temporary
-// file; streaming to w happens after, so memory stays flat and writers wait
-// for a local copy, never for the network. An empty database (TXID 0) has no
+// It is PrepareSnapshot, then Encode. An empty database (TXID 0) has no
 // snapshot: ErrEmptyDatabase.
 func (db *DB) WriteSnapshot(ctx context.Context, w io.Writer) (ltx.Pos, error) {
-	img, err := db.copyCommitted(ctx)
+	snap, err := db.PrepareSnapshot(ctx)
 	if err != nil {
 		return ltx.Pos{}, err
 	}
-	defer img.close()
-
-	bw := bufio.NewWriterSize(w, 256<<10)
-	enc, err := ltx.NewEncoder(bw)
-	if err != nil {
-		return ltx.Pos{}, fmt.Errorf("snapshot encoder: %w", err)
+	defer snap.Close()
+	if _, err := snap.Encode(ctx, w); err != nil {
+		return ltx.Pos{}, err
 	}
-	hdr := ltx.Header{
+	return snap.Pos(), nil
+}
+
+// Snapshot is a private copy of one committed state of a database, to be
+// encoded as a snapshot LTX file. Close removes it.
+type Snapshot struct {
+	db  *DB
+	img *dbImage
+}
+
+// PrepareSnapshot copies the committed database to a temporary file.
+// Commits are held back only while it is copied; encoding and sending happen
+// after, so writers wait for a local copy, never for the network. An empty
+// database (TXID 0) has no snapshot: ErrEmptyDatabase.
+func (db *DB) PrepareSnapshot(ctx context.Context) (*Snapshot, error) {
+	img, err := db.copyCommitted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{db: db, img: img}, nil
+}
+
+// Pos is the position of the snapshot's state.
+func (s *Snapshot) Pos() ltx.Pos { return s.img.pos }
+
+// Close removes the snapshot's copy.
+func (s *Snapshot) Close() { s.img.close() }
+
+// Encode writes the snapshot as an LTX file to w and returns its size. Pages
+// are LZ4-compressed when data.compress is on (pages that do not shrink are
+// stored as they are); the encoding and the writes to w (with the file
+// checksum) run on two goroutines.
+func (s *Snapshot) Encode(ctx context.Context, w io.Writer) (int64, error) {
+	db, img := s.db, s.img
+	enc, err := newSnapshotEncoder(w, ltx.Header{
 		Version: ltx.Version, PageSize: img.pageSize, Commit: img.commit,
 		MinTXID: 1, MaxTXID: img.pos.TXID, Timestamp: time.Now().UnixMilli(),
+	}, db.opts.Compress)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot of %s: %w", db.name, err)
 	}
-	if err := enc.EncodeHeader(hdr); err != nil {
-		return ltx.Pos{}, fmt.Errorf("snapshot header of %s: %w", db.name, err)
-	}
+	defer enc.abort()
 	buf := make([]byte, img.pageSize)
 	lockPgno := ltx.LockPgno(img.pageSize)
 	pages := bufio.NewReaderSize(io.NewSectionReader(img.f, 0, int64(img.commit)*int64(img.pageSize)), 1<<20)
 	for pgno := uint32(1); pgno <= img.commit; pgno++ {
 		if pgno%1024 == 0 && ctx.Err() != nil {
-			return ltx.Pos{}, ctx.Err()
+			return 0, ctx.Err()
 		}
 		if _, err := io.ReadFull(pages, buf); err != nil {
-			return ltx.Pos{}, fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+			return 0, fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
 		}
 		if pgno == lockPgno {
 			continue
 		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, buf); err != nil {
-			return ltx.Pos{}, fmt.Errorf("snapshot of %s: %w", db.name, err)
+		if err := enc.encodePage(pgno, buf); err != nil {
+			return 0, fmt.Errorf("snapshot of %s: %w", db.name, err)
 		}
 	}
-	enc.SetPostApplyChecksum(img.pos.PostApplyChecksum)
-	if err := enc.Close(); err != nil {
-		return ltx.Pos{}, fmt.Errorf("snapshot of %s: %w", db.name, err)
+	n, err := enc.close(img.pos.PostApplyChecksum)
+	if err != nil {
+		return n, fmt.Errorf("snapshot of %s: %w", db.name, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return ltx.Pos{}, fmt.Errorf("send snapshot of %s: %w", db.name, err)
-	}
-	return img.pos, nil
+	return n, nil
 }
 
 // dbImage is a private copy of a committed database state.

@@ -18,6 +18,7 @@ type StoreOptions struct {
 	StrictVerify      bool          // recompute the full checksum after every commit
 	Passthrough       bool          // benchmark baseline only: serve the files, record nothing
 	SkipSync          bool          // never fsync (tests, throwaway data)
+	Compress          bool          // LZ4-compress snapshot pages (data.compress)
 	Retention         time.Duration // keep LTX files this long (the newest is always kept)
 	RetentionInterval time.Duration // how often to enforce retention
 	Logger            *slog.Logger

@@ -36,7 +36,7 @@ func (s *Server) handleExport(w nethttp.ResponseWriter, r *nethttp.Request) {
 	}
 
 	start := time.Now()
-	f, pos, _, err := s.writeSnapshotTemp(ctx, db, nil)
+	f, pos, _, err := s.writeSnapshotTemp(ctx, db)
 	if err != nil {
 		httpError(w, nethttp.StatusInternalServerError, fmt.Sprintf("export %q: %v", name, err))
 		return

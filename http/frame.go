@@ -20,6 +20,12 @@ import (
 //
 //	body_len:u64 (big-endian)  body:[body_len]byte
 //
+// or, for a file streamed while it is encoded (a snapshot), whose size is not
+// known in advance, body_len 0xFFFFFFFFFFFFFFFF and then chunks ended by an
+// empty one:
+//
+//	(chunk_len:u32 (big-endian, 1..MaxFrameChunkSize)  chunk:[chunk_len]byte)*  0:u32
+//
 // Meta by frame type:
 //
 //	LTX        the database name              (followed by the LTX file)
@@ -73,9 +79,13 @@ func (t FrameType) String() string {
 
 // Frame size limits.
 const (
-	MaxFrameMetaSize = 4096    // bytes of meta in any frame
-	MaxFrameBodySize = 1 << 44 // bytes of an LTX file in one frame (16 TiB)
+	MaxFrameMetaSize  = 4096    // bytes of meta in any frame
+	MaxFrameBodySize  = 1 << 44 // bytes of an LTX file in one frame (16 TiB)
+	MaxFrameChunkSize = 1 << 24 // bytes in one chunk of a chunked body
 )
+
+// chunkedBody, as an LTX frame's body length, says the body follows in chunks.
+const chunkedBody = ^uint64(0)
 
 // ErrBadFrame is wrapped by every error about a malformed frame.
 var ErrBadFrame = errors.New("malformed stream frame")
@@ -89,7 +99,7 @@ type Frame struct {
 	Time     time.Time // Ready, Heartbeat: everything the primary committed before it was sent
 	Reason   string    // End: why the stream ends
 	Body     io.Reader // LTX: the file
-	BodySize int64     // LTX: the file's size
+	BodySize int64     // LTX: the file's size; -1 when it comes in chunks
 }
 
 // FrameWriter encodes frames onto a stream.
@@ -137,6 +147,60 @@ func (fw *FrameWriter) WriteLTX(name string, r io.Reader, size int64) error {
 		return fmt.Errorf("write ltx frame for %q: %d of %d bytes: %w", name, copied, size, err)
 	}
 	return nil
+}
+
+// WriteLTXStream writes an LTX frame for database name whose body encode
+// writes while it produces it, in chunks (the size is not known in advance),
+// and returns the body's size. An error from encode leaves the frame
+// unfinished: the stream must end.
+func (fw *FrameWriter) WriteLTXStream(name string, encode func(w io.Writer) error) (int64, error) {
+	if err := litefs.ValidateName(name); err != nil {
+		return 0, fmt.Errorf("write ltx frame: %w", err)
+	}
+	if err := fw.writeHeader(FrameLTX, []byte(name)); err != nil {
+		return 0, err
+	}
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], chunkedBody)
+	if _, err := fw.w.Write(n[:]); err != nil {
+		return 0, fmt.Errorf("write ltx frame: %w", err)
+	}
+	cw := &chunkWriter{w: fw.w}
+	if err := encode(cw); err != nil {
+		return cw.n, fmt.Errorf("write ltx frame for %q after %d bytes: %w", name, cw.n, err)
+	}
+	var end [4]byte // an empty chunk ends the body
+	if _, err := fw.w.Write(end[:]); err != nil {
+		return cw.n, fmt.Errorf("write ltx frame for %q: %w", name, err)
+	}
+	return cw.n, nil
+}
+
+// chunkWriter writes each Write as chunks of a chunked frame body.
+type chunkWriter struct {
+	w   io.Writer
+	n   int64
+	hdr [4]byte
+}
+
+// Write implements io.Writer; an empty p writes nothing (an empty chunk
+// would end the body).
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		k := min(len(p), MaxFrameChunkSize)
+		binary.BigEndian.PutUint32(c.hdr[:], uint32(k))
+		if _, err := c.w.Write(c.hdr[:]); err != nil {
+			return written, err
+		}
+		if _, err := c.w.Write(p[:k]); err != nil {
+			return written, err
+		}
+		written += k
+		c.n += int64(k)
+		p = p[k:]
+	}
+	return written, nil
 }
 
 // WriteReady writes a Ready frame carrying t (millisecond precision).
@@ -187,6 +251,14 @@ func NewFrameReader(r io.Reader) *FrameReader {
 // the reader: with the current frame's body read, a positive count means the
 // next frame has (at least partly) arrived.
 func (r *FrameReader) Buffered() int { return r.r.Buffered() }
+
+// chunkedSize is the size of the current frame's chunked body read so far.
+func (fr *FrameReader) chunkedSize() int64 {
+	if fr.body == nil {
+		return 0
+	}
+	return fr.body.total
+}
 
 // Next returns the next frame. Any unread part of the previous frame's body
 // is skipped first. At a clean end of stream (between frames) it returns
@@ -253,6 +325,11 @@ func (fr *FrameReader) openBody(f Frame) (Frame, error) {
 		return f, fmt.Errorf("read ltx frame length: %w", eofUnexpected(err))
 	}
 	size := binary.BigEndian.Uint64(n[:])
+	if size == chunkedBody {
+		fr.body = &bodyReader{r: fr.r, chunked: true}
+		f.Body, f.BodySize = fr.body, -1
+		return f, nil
+	}
 	if size > MaxFrameBodySize {
 		return f, fmt.Errorf("ltx frame for %q is %d bytes, limit %d: %w", f.Name, size, uint64(MaxFrameBodySize), ErrBadFrame)
 	}
@@ -261,15 +338,43 @@ func (fr *FrameReader) openBody(f Frame) (Frame, error) {
 	return f, nil
 }
 
-// bodyReader reads exactly n bytes of a frame body; an early end of the
-// stream is io.ErrUnexpectedEOF, never a silent short file.
+// bodyReader reads exactly n bytes of a frame body, or a chunked body to its
+// empty chunk; an early end of the stream is io.ErrUnexpectedEOF, never a
+// silent short file.
 type bodyReader struct {
-	r io.Reader
-	n int64
+	r       io.Reader
+	n       int64 // bytes left in the body (chunked: in the current chunk)
+	chunked bool
+	ended   bool  // chunked: the empty chunk was read
+	total   int64 // chunked: bytes of all chunks so far
+}
+
+// nextChunk reads the next chunk length of a chunked body.
+func (b *bodyReader) nextChunk() error {
+	var h [4]byte
+	if _, err := io.ReadFull(b.r, h[:]); err != nil {
+		return fmt.Errorf("read ltx frame chunk length: %w", eofUnexpected(err))
+	}
+	n := int64(binary.BigEndian.Uint32(h[:]))
+	switch {
+	case n == 0:
+		b.ended = true
+	case n > MaxFrameChunkSize:
+		return fmt.Errorf("ltx frame chunk is %d bytes, limit %d: %w", n, MaxFrameChunkSize, ErrBadFrame)
+	case b.total+n > MaxFrameBodySize:
+		return fmt.Errorf("chunked ltx frame exceeds %d bytes: %w", int64(MaxFrameBodySize), ErrBadFrame)
+	}
+	b.n, b.total = n, b.total+n
+	return nil
 }
 
 // Read implements io.Reader.
 func (b *bodyReader) Read(p []byte) (int, error) {
+	for b.chunked && b.n <= 0 && !b.ended {
+		if err := b.nextChunk(); err != nil {
+			return 0, err
+		}
+	}
 	if b.n <= 0 {
 		return 0, io.EOF
 	}

@@ -23,6 +23,10 @@ func TestFrame_RoundTripsEveryType(t *testing.T) {
 			Frame{Type: FrameLTX, Name: "a.db", BodySize: int64(len(body))}, body},
 		{"empty ltx body", func(fw *FrameWriter) error { return fw.WriteLTX("b", bytes.NewReader(nil), 0) },
 			Frame{Type: FrameLTX, Name: "b"}, []byte{}},
+		{"chunked ltx", func(fw *FrameWriter) error { return writeChunked(fw, "a.db", body, 7, 0, 100) },
+			Frame{Type: FrameLTX, Name: "a.db", BodySize: -1}, body},
+		{"chunked ltx, empty", func(fw *FrameWriter) error { return writeChunked(fw, "c", nil) },
+			Frame{Type: FrameLTX, Name: "c", BodySize: -1}, []byte{}},
 		{"ready", func(fw *FrameWriter) error { return fw.WriteReady(ts) }, Frame{Type: FrameReady, Time: ts}, nil},
 		{"heartbeat", func(fw *FrameWriter) error { return fw.WriteHeartbeat(ts) }, Frame{Type: FrameHeartbeat, Time: ts}, nil},
 		{"drop", func(fw *FrameWriter) error { return fw.WriteDrop("gone.db") }, Frame{Type: FrameDrop, Name: "gone.db"}, nil},
@@ -123,6 +127,99 @@ func TestFrame_RejectsTruncatedAndGarbage(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// writeChunked writes a chunked LTX frame whose encoder writes body in
+// writes of the given sizes, then the rest in one write.
+func writeChunked(fw *FrameWriter, name string, body []byte, sizes ...int) error {
+	_, err := fw.WriteLTXStream(name, func(w io.Writer) error {
+		rest := body
+		for _, n := range sizes {
+			if _, err := w.Write(rest[:n]); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		_, err := w.Write(rest)
+		return err
+	})
+	return err
+}
+
+func TestFrame_ChunkedBodyRoundTripsAcrossChunkLimit(t *testing.T) {
+	var buf bytes.Buffer
+	want := bytes.Repeat([]byte("0123456789abcdef"), (MaxFrameChunkSize+100)/16)
+	n, err := NewFrameWriter(&buf).WriteLTXStream("big.db", func(w io.Writer) error {
+		_, err := w.Write(want) // larger than one chunk: split by the writer
+		return err
+	})
+	if err != nil || n != int64(len(want)) {
+		t.Fatalf("wrote %d bytes (err %v), want %d", n, err, len(want))
+	}
+	fr := NewFrameReader(&buf)
+	f, err := fr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f.Body)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("body %d bytes (err %v), want %d", len(got), err, len(want))
+	}
+	if fr.chunkedSize() != int64(len(want)) {
+		t.Fatalf("chunkedSize %d, want %d", fr.chunkedSize(), len(want))
+	}
+}
+
+func TestFrame_ChunkedBodyRejectsTruncatedAndOversized(t *testing.T) {
+	head := rawFrame(byte(FrameLTX), []byte("a.db"), u64(chunkedBody)...)
+	chunk := func(n uint32, data string) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, n), data...)
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(append([][]byte{head}, parts...), nil) }
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr error
+	}{
+		{"cut before the first chunk", cat(), io.ErrUnexpectedEOF},
+		{"cut inside a chunk length", cat([]byte{0, 0}), io.ErrUnexpectedEOF},
+		{"cut inside a chunk", cat(chunk(10, "abc")), io.ErrUnexpectedEOF},
+		{"no end chunk", cat(chunk(3, "abc")), io.ErrUnexpectedEOF},
+		{"chunk over the limit", cat(chunk(MaxFrameChunkSize+1, "x")), ErrBadFrame},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := NewFrameReader(bytes.NewReader(tt.data)).Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadAll(f.Body); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("reading the body: %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestFrameWriter_StreamEncoderErrorIsReturned(t *testing.T) {
+	var buf bytes.Buffer
+	boom := errors.New("disk gone")
+	_, err := NewFrameWriter(&buf).WriteLTXStream("a.db", func(w io.Writer) error {
+		if _, err := w.Write([]byte("part")); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), `"a.db"`) {
+		t.Fatalf("error %v, want the encoder's error naming the database", err)
+	}
+	// The frame is unfinished: a reader must not take it for a whole file.
+	f, err := NewFrameReader(&buf).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(f.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("reading an unfinished body: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
 

@@ -407,24 +407,38 @@ func readLTXEnds(f interface {
 }
 
 // sendSnapshot sends the whole database as one snapshot LTX file. While
-// the snapshot is being prepared, heartbeats keep the stream alive; they
-// carry the time of the last completed catch-up, so the replica's lag grows
-// meanwhile.
+// the database is copied, heartbeats keep the stream alive; they carry the
+// time of the last completed catch-up, so the replica's lag grows
+// meanwhile. The copy is then encoded straight into the stream (a chunked
+// frame): no second temporary file, and the replica decodes while the
+// primary encodes.
 func (ss *streamSession) sendSnapshot(ctx context.Context, db *litefs.DB, reason string) error {
 	start := time.Now()
-	f, pos, size, err := ss.s.writeSnapshotTemp(ctx, db, func() error {
+	var snap *litefs.Snapshot
+	err := withKeepalive(ctx, func(ctx context.Context) (err error) {
+		snap, err = db.PrepareSnapshot(ctx)
+		return err
+	}, func() error {
 		if err := ss.fw.WriteHeartbeat(ss.caughtUpAt); err != nil {
 			return err
 		}
 		return ss.rc.Flush()
 	})
 	if err != nil {
+		if snap != nil { // copied, but the stream failed meanwhile
+			snap.Close()
+		}
+		return fmt.Errorf("snapshot %q: %w", db.Name(), err)
+	}
+	defer snap.Close()
+	size, err := ss.fw.WriteLTXStream(db.Name(), func(w io.Writer) error {
+		_, err := snap.Encode(ctx, w)
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	defer removeTemp(f)
-	if err := ss.fw.WriteLTX(db.Name(), f, size); err != nil {
-		return err
-	}
+	pos := snap.Pos()
 	ss.have[db.Name()] = pos
 	metrics.ltxFramesSent.Add(1)
 	metrics.snapshotsSent.Add(1)
@@ -435,57 +449,48 @@ func (ss *streamSession) sendSnapshot(ctx context.Context, db *litefs.DB, reason
 }
 
 // writeSnapshotTemp writes a snapshot of db into a temporary file, returned
-// open and positioned at its start with its position and size. If
-// keepalive is not nil it is called every HeartbeatInterval meanwhile; its
-// error aborts the snapshot.
-func (s *Server) writeSnapshotTemp(ctx context.Context, db *litefs.DB, keepalive func() error) (*os.File, ltx.Pos, int64, error) {
+// open and positioned at its start with its position and size.
+func (s *Server) writeSnapshotTemp(ctx context.Context, db *litefs.DB) (*os.File, ltx.Pos, int64, error) {
 	f, err := os.CreateTemp(s.opts.TempDir, "litefs-snapshot-*.ltx")
 	if err != nil {
 		return nil, ltx.Pos{}, 0, fmt.Errorf("create snapshot temp file: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		pos ltx.Pos
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		pos, err := db.WriteSnapshot(ctx, f)
-		done <- result{pos, err}
-	}()
-	tick := time.NewTicker(HeartbeatInterval)
-	defer tick.Stop()
-	var res result
-	for waiting := true; waiting; {
-		select {
-		case res = <-done:
-			waiting = false
-		case <-tick.C:
-			if keepalive == nil {
-				continue
-			}
-			if err := keepalive(); err != nil {
-				cancel()
-				<-done
-				removeTemp(f)
-				return nil, ltx.Pos{}, 0, err
-			}
-		}
-	}
-	if res.err != nil {
-		removeTemp(f)
-		return nil, ltx.Pos{}, 0, fmt.Errorf("snapshot %q: %w", db.Name(), res.err)
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
+	pos, err := db.WriteSnapshot(ctx, f)
+	var size int64
 	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
+		if size, err = f.Seek(0, io.SeekCurrent); err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
 	}
 	if err != nil {
 		removeTemp(f)
 		return nil, ltx.Pos{}, 0, fmt.Errorf("snapshot %q: %w", db.Name(), err)
 	}
-	return f, res.pos, size, nil
+	return f, pos, size, nil
+}
+
+// withKeepalive runs fn and, until it returns, calls keepalive every
+// HeartbeatInterval. An error from keepalive cancels fn's context and is
+// returned once fn has returned.
+func withKeepalive(ctx context.Context, fn func(context.Context) error, keepalive func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if err := keepalive(); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
+	}
 }
 
 // deadlineReader extends the connection's read deadline before every read

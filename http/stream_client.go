@@ -339,9 +339,13 @@ func (s *replicaStream) applyLTX(ctx context.Context, f Frame) (*Frame, error) {
 	}
 	metrics.ltxFramesApplied.Add(int64(len(batch)))
 	if hdr.IsSnapshot() {
+		size := f.BodySize
+		if size < 0 {
+			size = s.fr.chunkedSize()
+		}
 		metrics.snapshotsRecv.Add(1)
-		metrics.snapshotBytesRecv.Add(f.BodySize)
-		s.c.log.Info("snapshot applied", "db", f.Name, "txid", pos.TXID.String(), "bytes", f.BodySize)
+		metrics.snapshotBytesRecv.Add(size)
+		s.c.log.Info("snapshot applied", "db", f.Name, "txid", pos.TXID.String(), "bytes", size)
 	}
 	return next, nil
 }

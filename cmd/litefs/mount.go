@@ -119,6 +119,7 @@ func runMount(ctx context.Context, args []string) error {
 		Dir:                cfg.Data.Dir,
 		StrictVerify:       cfg.StrictVerify,
 		SkipSync:           cfg.SkipSync,
+		Compress:           cfg.Data.Compress,
 		Retention:          cfg.Data.Retention,
 		RetentionInterval:  cfg.Data.RetentionMonitorInterval,
 		Logger:             log,
