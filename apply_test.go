@@ -130,3 +130,54 @@ func readAllClose(f io.ReadCloser) ([]byte, error) {
 	_, err := buf.ReadFrom(f)
 	return buf.Bytes(), err
 }
+
+func TestApplyLTX_RefusesDamagedSnapshotAndKeepsTheOldCopy(t *testing.T) {
+	primary := openTestStore(t, t.TempDir())
+	pdb, _ := primary.CreateDB("a.db")
+	writeTx(t, pdb, makeSQLiteFile(t, 400)) // several staging batches
+	var buf bytes.Buffer
+	if _, err := pdb.WriteSnapshot(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	flip := func(off int) []byte {
+		b := append([]byte(nil), good...)
+		b[off] ^= 1
+		return b
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"cut in the middle", good[:len(good)/2]},
+		{"cut before the trailer", good[:len(good)-8]},
+		{"page byte flipped early", flip(200)},
+		{"page byte flipped late", flip(len(good) - 5000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			replica := openTestStore(t, t.TempDir())
+			rdb, _ := replica.CreateDB("a.db")
+			old := makeSQLiteFile(t, 5)
+			writeTx(t, rdb, old)
+			before := rdb.Pos()
+			if _, err := rdb.ApplyLTX(context.Background(), bytes.NewReader(tt.data)); err == nil {
+				t.Fatal("a damaged snapshot was applied")
+			}
+			if rdb.Pos() != before {
+				t.Fatalf("position %v, want %v unchanged", rdb.Pos(), before)
+			}
+			if b, _ := os.ReadFile(rdb.path(FileDatabase)); !bytes.Equal(b, old) {
+				t.Fatal("a refused snapshot changed the database file")
+			}
+			for _, dir := range []string{rdb.dir, rdb.LTXDir()} {
+				ents, _ := os.ReadDir(dir)
+				for _, e := range ents {
+					if bytes.HasSuffix([]byte(e.Name()), []byte(".tmp")) {
+						t.Fatalf("temporary file %s left in %s", e.Name(), dir)
+					}
+				}
+			}
+		})
+	}
+}
