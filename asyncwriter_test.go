@@ -22,6 +22,9 @@ func (f *failAfter) Write(p []byte) (int, error) {
 	return f.buf.Write(p)
 }
 
+// crcTable is the CRC64-ISO table of hash/crc64, the reference in tests.
+var crcTable = crc64.MakeTable(crc64.ISO)
+
 func TestAsyncWriter_WritesAndHashesEverythingInOrder(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"sync/atomic"
 
+	"github.com/litefs/litefs/internal/crc64iso"
 	"github.com/pierrec/lz4/v4"
 	"github.com/superfly/ltx"
 )
@@ -336,7 +336,7 @@ func (e *snapshotEncoder) run() {
 				if s.raw {
 					b = c.raw
 				}
-				e.crc = crc64.Update(e.crc, crcTable, b[s.start:s.end])
+				e.crc = crc64iso.Update(e.crc, b[s.start:s.end])
 			}
 			if e.werr = snapEncWrite(e.w, c.out); e.werr != nil {
 				close(e.failed)
