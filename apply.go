@@ -86,7 +86,7 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 		defer spoolBufs.Put(bw)
 		tee, flush = bw, bw.Flush
 	}
-	err = db.decodeSpooled(in, io.TeeReader(r, tee))
+	err = db.decodeSpooled(in, io.TeeReader(r, tee), hdr.IsSnapshot())
 	if err == nil {
 		_, err = io.Copy(tee, r) // keep whatever follows the trailer: the file stays whole
 	}
@@ -104,13 +104,18 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 }
 
 // decodeSpooled decodes and verifies the LTX stream r into in: header,
-// trailer and page checksums. A snapshot is also written out as the new
+// trailer and page checksums (a snapshot's post-apply checksum is checked
+// from them by checkApplicable). A snapshot is also written out as the new
 // database file now (in.dbPath), so applying it is a rename, not a second
 // decode.
-func (db *DB) decodeSpooled(in *incomingLTX, r io.Reader) (err error) {
+func (db *DB) decodeSpooled(in *incomingLTX, r io.Reader, snapshot bool) (err error) {
+	decode := decodeLTX
+	if snapshot {
+		decode = decodeSnapshotLTX // our own, much faster for large files
+	}
 	var stage *stagedDB
 	var sink *snapshotSink
-	in.hdr, in.trailer, err = decodeLTX(r, func(h ltx.Header, pgno uint32, data []byte) error {
+	in.hdr, in.trailer, err = decode(r, func(h ltx.Header, pgno uint32, data []byte) error {
 		if !h.IsSnapshot() {
 			in.pages = append(in.pages, pageChange{pgno: pgno, sum: PageChecksum(pgno, data)})
 			return nil
