@@ -16,26 +16,12 @@ import (
 	"github.com/superfly/ltx"
 )
 
-// snapDecPage is a page written to, or decoded from, a snapshot.
-type snapDecPage struct {
-	pgno uint32
-	data []byte
-}
-
-// snapDecHeader returns a snapshot header for commit pages of pageSize.
-func snapDecHeader(pageSize, commit uint32) ltx.Header {
-	return ltx.Header{
-		Version: ltx.Version, PageSize: pageSize, Commit: commit,
-		MinTXID: 1, MaxTXID: 9, Timestamp: 1700000000000, NodeID: 3,
-	}
-}
-
 // snapDecPages returns pages 1..commit, skipping the lock page. kind is
 // "random" (incompressible), "text" (compressible) or "mixed" (every third
 // page random).
-func snapDecPages(hdr ltx.Header, kind string, seed uint64) []snapDecPage {
+func snapDecPages(hdr ltx.Header, kind string, seed uint64) []snapEncPage {
 	rnd := rand.New(rand.NewPCG(seed, uint64(hdr.PageSize)))
-	var pages []snapDecPage
+	var pages []snapEncPage
 	for pgno := uint32(1); pgno <= hdr.Commit; pgno++ {
 		if pgno == hdr.LockPgno() {
 			continue
@@ -49,13 +35,13 @@ func snapDecPages(hdr ltx.Header, kind string, seed uint64) []snapDecPage {
 			s := fmt.Sprintf("row %d of %d: some compressible text; ", pgno, rnd.IntN(1000))
 			copy(data, strings.Repeat(s, len(data)/len(s)+1))
 		}
-		pages = append(pages, snapDecPage{pgno, data})
+		pages = append(pages, snapEncPage{pgno, data})
 	}
 	return pages
 }
 
 // snapDecPostApply returns the post-apply checksum of pages for hdr.
-func snapDecPostApply(hdr ltx.Header, pages []snapDecPage) ltx.Checksum {
+func snapDecPostApply(hdr ltx.Header, pages []snapEncPage) ltx.Checksum {
 	if hdr.NoChecksum() {
 		return 0
 	}
@@ -67,7 +53,7 @@ func snapDecPostApply(hdr ltx.Header, pages []snapDecPage) ltx.Checksum {
 }
 
 // snapDecWriteStock writes pages with the stock ltx encoder.
-func snapDecWriteStock(tb testing.TB, hdr ltx.Header, pages []snapDecPage) []byte {
+func snapDecWriteStock(tb testing.TB, hdr ltx.Header, pages []snapEncPage) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
 	enc, err := ltx.NewEncoder(&buf)
@@ -90,7 +76,7 @@ func snapDecWriteStock(tb testing.TB, hdr ltx.Header, pages []snapDecPage) []byt
 }
 
 // snapDecWriteOwn writes pages with newSnapshotEncoder.
-func snapDecWriteOwn(tb testing.TB, hdr ltx.Header, pages []snapDecPage, compress bool) []byte {
+func snapDecWriteOwn(tb testing.TB, hdr ltx.Header, pages []snapEncPage, compress bool) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
 	e, err := newSnapshotEncoder(&buf, hdr, compress)
@@ -110,10 +96,10 @@ func snapDecWriteOwn(tb testing.TB, hdr ltx.Header, pages []snapDecPage, compres
 }
 
 // snapDecDecode decodes b with decodeSnapshotLTX, copying the pages.
-func snapDecDecode(b []byte) (ltx.Header, ltx.Trailer, []snapDecPage, error) {
-	var pages []snapDecPage
+func snapDecDecode(b []byte) (ltx.Header, ltx.Trailer, []snapEncPage, error) {
+	var pages []snapEncPage
 	hdr, trailer, err := decodeSnapshotLTX(bytes.NewReader(b), func(h ltx.Header, pgno uint32, data []byte) error {
-		pages = append(pages, snapDecPage{pgno, bytes.Clone(data)})
+		pages = append(pages, snapEncPage{pgno, bytes.Clone(data)})
 		return nil
 	})
 	return hdr, trailer, pages, err
@@ -142,7 +128,7 @@ func snapDecDecodeStock(b []byte) (ltx.Trailer, error) {
 }
 
 // snapDecEqualPages reports how got differs from want, or "" if it does not.
-func snapDecEqualPages(got, want []snapDecPage) string {
+func snapDecEqualPages(got, want []snapEncPage) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("decoded %d pages, want %d", len(got), len(want))
 	}
@@ -157,11 +143,11 @@ func snapDecEqualPages(got, want []snapDecPage) string {
 // snapDecWriters are the ways test files are written.
 var snapDecWriters = []struct {
 	name  string
-	write func(testing.TB, ltx.Header, []snapDecPage) []byte
+	write func(testing.TB, ltx.Header, []snapEncPage) []byte
 }{
 	{"stock", snapDecWriteStock},
-	{"own-literal", func(tb testing.TB, h ltx.Header, p []snapDecPage) []byte { return snapDecWriteOwn(tb, h, p, false) }},
-	{"own-compress", func(tb testing.TB, h ltx.Header, p []snapDecPage) []byte { return snapDecWriteOwn(tb, h, p, true) }},
+	{"own-literal", func(tb testing.TB, h ltx.Header, p []snapEncPage) []byte { return snapDecWriteOwn(tb, h, p, false) }},
+	{"own-compress", func(tb testing.TB, h ltx.Header, p []snapEncPage) []byte { return snapDecWriteOwn(tb, h, p, true) }},
 }
 
 func TestSnapshotDecoder_ReadsStockAndOwnEncoderOutput(t *testing.T) {
@@ -173,7 +159,7 @@ func TestSnapshotDecoder_ReadsStockAndOwnEncoderOutput(t *testing.T) {
 		{4096, 30, "random"}, {4096, 30, "text"}, {4096, 30, "mixed"},
 		{65536, 5, "random"}, {65536, 5, "text"}, {65536, 0, "mixed"},
 	} {
-		hdr := snapDecHeader(tt.pageSize, tt.commit)
+		hdr := snapEncHeader(tt.pageSize, tt.commit)
 		pages := snapDecPages(hdr, tt.kind, 1)
 		for _, w := range snapDecWriters {
 			t.Run(fmt.Sprintf("%s/pageSize=%d/commit=%d/%s", w.name, tt.pageSize, tt.commit, tt.kind), func(t *testing.T) {
@@ -185,7 +171,7 @@ func TestSnapshotDecoder_ReadsStockAndOwnEncoderOutput(t *testing.T) {
 }
 
 func TestSnapshotDecoder_SkipsLockPage(t *testing.T) {
-	hdr := snapDecHeader(65536, ltx.LockPgno(65536)+2)
+	hdr := snapEncHeader(65536, ltx.LockPgno(65536)+2)
 	hdr.Flags = ltx.HeaderFlagNoChecksum
 	b := snapDecZeroSnapshot(t, hdr)
 	want, zero := uint32(1), make([]byte, hdr.PageSize)
@@ -266,7 +252,7 @@ func snapDecZeroSnapshot(tb testing.TB, hdr ltx.Header) []byte {
 
 // snapDecCheckRoundTrip decodes b and checks the header, pages and trailer
 // against what was written and against the stock decoder.
-func snapDecCheckRoundTrip(t *testing.T, b []byte, hdr ltx.Header, pages []snapDecPage, postApply ltx.Checksum) {
+func snapDecCheckRoundTrip(t *testing.T, b []byte, hdr ltx.Header, pages []snapEncPage, postApply ltx.Checksum) {
 	t.Helper()
 	gotHdr, gotTrailer, got, err := snapDecDecode(b)
 	if err != nil {
@@ -350,7 +336,7 @@ func snapDecStockAccepts(b []byte, r snapDecRegion) bool {
 }
 
 func TestSnapshotDecoder_RefusesDamagedFiles(t *testing.T) {
-	hdr := snapDecHeader(512, 4)
+	hdr := snapEncHeader(512, 4)
 	pages := snapDecPages(hdr, "mixed", 2)
 	t.Run("non-snapshot header", func(t *testing.T) {
 		h := hdr
@@ -445,7 +431,7 @@ func snapDecEditIndex(tb testing.TB, b []byte, edit func([]snapDecEntry) []snapD
 }
 
 func TestSnapshotDecoder_ErrorsNameTheFault(t *testing.T) {
-	hdr := snapDecHeader(512, 4)
+	hdr := snapEncHeader(512, 4)
 	pages := snapDecPages(hdr, "mixed", 3)
 	literal := snapDecWriteOwn(t, hdr, pages, false)
 	compressed := snapDecWriteOwn(t, hdr, pages, true)
@@ -537,7 +523,7 @@ func snapDecSwapSizes(e []snapDecEntry) []snapDecEntry {
 // snapDecBenchFile returns 64 MiB of random 4096-byte pages written by
 // newSnapshotEncoder without compression.
 func snapDecBenchFile(b *testing.B) []byte {
-	hdr := snapDecHeader(4096, 64<<20/4096)
+	hdr := snapEncHeader(4096, 64<<20/4096)
 	return snapDecWriteOwn(b, hdr, snapDecPages(hdr, "random", 4), false)
 }
 
