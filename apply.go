@@ -78,7 +78,7 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 	var tee io.Writer
 	var flush func() error
 	if hdr.IsSnapshot() {
-		aw := newAsyncWriter(f, nil)
+		aw := newAsyncWriter(f)
 		tee, flush = aw, aw.Close
 	} else {
 		bw := spoolBufs.Get().(*bufio.Writer)

@@ -34,7 +34,8 @@ func newSnapshotSink(stage *stagedDB, commit uint32) *snapshotSink {
 		batches: make(chan *pageBatch, snapshotBatches),
 		free:    make(chan *pageBatch, snapshotBatches),
 		done:    make(chan struct{}),
-		pages:   make([]pageChange, 0, commit),
+		// commit comes from the sender: it only sizes the first allocation.
+		pages: make([]pageChange, 0, min(commit, 1<<20)),
 	}
 	for range snapshotBatches {
 		s.free <- &pageBatch{pgnos: make([]uint32, 0, per), data: make([]byte, per*ps)}

@@ -3,10 +3,14 @@ package litefs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"testing"
+
+	"github.com/superfly/ltx"
 )
 
 // shipAll applies every LTX file of src after dst's position to dst.
@@ -179,5 +183,30 @@ func TestApplyLTX_RefusesDamagedSnapshotAndKeepsTheOldCopy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestApplyLTX_RefusesASnapshotClaimingAHugeDatabaseWithoutAllocatingForIt(t *testing.T) {
+	hdr := snapEncHeader(4096, 1<<31) // 8 TiB claimed; the stream ends after page 1
+	file, err := hdr.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := makeSQLiteFile(t, 1)[:4096]
+	block := append(appendLiteralPrefix(nil, len(page)), page...)
+	file = binary.BigEndian.AppendUint32(file, 1)                      // pgno
+	file = binary.BigEndian.AppendUint16(file, ltx.PageHeaderFlagSize) // flags
+	file = append(binary.BigEndian.AppendUint32(file, uint32(len(block))), block...)
+	buf := bytes.NewBuffer(file)
+	replica := openTestStore(t, t.TempDir())
+	rdb, _ := replica.CreateDB("a.db")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := rdb.ApplyLTX(context.Background(), bytes.NewReader(buf.Bytes())); err == nil {
+		t.Fatal("a cut snapshot was applied")
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
+		t.Fatalf("refusing it allocated %d MiB: the claimed size was trusted", grew>>20)
 	}
 }

@@ -2,19 +2,16 @@ package litefs
 
 import (
 	"errors"
-	"hash"
 	"io"
 	"sync"
 )
 
 // asyncWriter writes to w from a second goroutine. Write copies into a chunk
 // buffer and hands full chunks over, so the caller's work overlaps with the
-// writes and with an optional hash of everything written (updated in write
-// order). A few chunks circulate, so memory stays flat. A write error is
+// writes. A few chunks circulate, so memory stays flat. A write error is
 // returned by the next Write or by Close.
 type asyncWriter struct {
 	w    io.Writer
-	hash hash.Hash // may be nil
 	cur  []byte
 	full chan []byte
 	free chan []byte
@@ -34,9 +31,9 @@ const (
 // errAsyncClosed is returned by a Write after Close.
 var errAsyncClosed = errors.New("write after close")
 
-func newAsyncWriter(w io.Writer, h hash.Hash) *asyncWriter {
+func newAsyncWriter(w io.Writer) *asyncWriter {
 	a := &asyncWriter{
-		w: w, hash: h,
+		w:    w,
 		full: make(chan []byte, asyncChunks),
 		free: make(chan []byte, asyncChunks),
 		done: make(chan struct{}),
@@ -48,15 +45,12 @@ func newAsyncWriter(w io.Writer, h hash.Hash) *asyncWriter {
 	return a
 }
 
-// run writes (and hashes) the chunks in order; after an error it only hands
+// run writes the chunks in order; after an error it only hands
 // chunks back, so Write never blocks for good.
 func (a *asyncWriter) run(full <-chan []byte) {
 	defer close(a.done)
 	for c := range full {
 		if a.firstErr() == nil {
-			if a.hash != nil {
-				a.hash.Write(c) // a hash.Hash never fails
-			}
 			if _, err := a.w.Write(c); err != nil {
 				a.setErr(err)
 			}
