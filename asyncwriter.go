@@ -28,8 +28,11 @@ const (
 	asyncChunks    = 4
 )
 
-// errAsyncClosed is returned by a Write after Close.
-var errAsyncClosed = errors.New("write after close")
+// Errors of an asyncWriter that was closed or aborted.
+var (
+	errAsyncClosed  = errors.New("write after close")
+	errAsyncAborted = errors.New("writer aborted")
+)
 
 func newAsyncWriter(w io.Writer) *asyncWriter {
 	a := &asyncWriter{
@@ -111,4 +114,15 @@ func (a *asyncWriter) Close() error {
 	a.shut = true
 	<-a.done
 	return a.firstErr()
+}
+
+// Abort ends the goroutine without writing the chunks still queued (a write
+// in progress finishes first). Later Writes fail. It does nothing after
+// Close.
+func (a *asyncWriter) Abort() {
+	if a.shut {
+		return
+	}
+	a.setErr(errAsyncAborted)
+	_ = a.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 )
 
 // failAfter accepts n bytes, then fails every write.
@@ -81,5 +82,43 @@ func TestAsyncWriter_ReportsAWriteErrorAndStops(t *testing.T) {
 	case <-w.done:
 	default:
 		t.Fatal("the writing goroutine is still running after Close")
+	}
+}
+
+// gatedWriter blocks its first Write until gate is closed.
+type gatedWriter struct {
+	gate    chan struct{}
+	entered chan struct{}
+	n       int
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	if g.n == 0 {
+		close(g.entered)
+		<-g.gate
+	}
+	g.n += len(p)
+	return len(p), nil
+}
+
+func TestAsyncWriter_AbortDropsQueuedChunks(t *testing.T) {
+	g := &gatedWriter{gate: make(chan struct{}), entered: make(chan struct{})}
+	w := newAsyncWriter(g)
+	if _, err := w.Write(make([]byte, 3*asyncChunkSize)); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered // the first chunk is being written, two are queued
+	aborted := make(chan struct{})
+	go func() { w.Abort(); close(aborted) }()
+	for w.firstErr() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.gate)
+	<-aborted
+	if g.n != asyncChunkSize {
+		t.Fatalf("%d bytes written after Abort, want only the chunk in progress (%d)", g.n, asyncChunkSize)
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Fatal("write after Abort succeeded")
 	}
 }

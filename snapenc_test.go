@@ -334,7 +334,7 @@ func TestSnapshotEncoder_ReportsWriteError(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, errSnapEncWrite)
 			}
 			select {
-			case <-e.done:
+			case <-e.aw.done:
 			default:
 				t.Fatal("writer goroutine still running after the error")
 			}
@@ -355,21 +355,21 @@ func TestSnapshotEncoder_NextEncodePageReportsWriteError(t *testing.T) {
 	}
 	defer e.abort()
 	i := 0
-	for ; e.n < snapEncChunkSize; i++ { // until a chunk is handed over
+	for ; e.n < asyncChunkSize; i++ { // until a chunk is handed over
 		if err := e.encodePage(pages[i].pgno, pages[i].data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case <-e.failed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("writer goroutine did not report the write error")
+	for deadline := time.Now().Add(5 * time.Second); e.aw.firstErr() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("writer goroutine did not report the write error")
+		}
 	}
 	if err := e.encodePage(pages[i].pgno, pages[i].data); !errors.Is(err, errSnapEncWrite) {
 		t.Fatalf("encodePage error %v, want %v", err, errSnapEncWrite)
 	}
 	select {
-	case <-e.done:
+	case <-e.aw.done:
 	default:
 		t.Fatal("writer goroutine still running after the error")
 	}
@@ -401,7 +401,7 @@ func TestSnapshotEncoder_AbortStopsWriter(t *testing.T) {
 			}
 			e.abort()
 			e.abort()
-			<-e.done
+			<-e.aw.done
 			snapEncWaitGoroutines(t, base)
 			if err := e.encodePage(uint32(n+1), pages[0].data); err == nil {
 				t.Fatal("encodePage after abort succeeded")
