@@ -53,8 +53,7 @@ func (n *fileNode) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
-// Open returns a handle on the file. Database pages stay in the kernel's
-// page cache between opens: every change to them passes through here.
+// Open returns a handle on the file (see openFlags for its caching).
 func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fs.Handle, error) {
 	if n.kind != litefs.FileLock && !n.db.Exists(n.kind) {
 		return nil, syscall.ENOENT
@@ -64,17 +63,22 @@ func (n *fileNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 			return nil, n.fs.errno("open", err)
 		}
 	}
-	resp.Flags |= fuse.OpenKeepCache
-	if n.kind == litefs.FileWAL {
-		// The kernel sends a cached write in one request per page it
-		// only partly covers, so each WAL frame (a 24-byte header and
-		// a page, at offsets that are not page-aligned) cost three
-		// requests. Uncached, it costs two: the 100,000-row insert of
-		// the benchmark took 0.47 s instead of 0.61 s. SQLite never
-		// maps the WAL into memory, so nothing needs its page cache.
-		resp.Flags |= fuse.OpenDirectIO
-	}
+	resp.Flags |= openFlags(n.kind)
 	return &fileHandle{node: n}, nil
+}
+
+// openFlags returns the open flags of a handle on kind, the same whether
+// the file was opened or created. Database pages stay in the kernel's page
+// cache between opens: every change to them passes through here. The WAL is
+// uncached: the kernel sends a cached write in one request per page it only
+// partly covers, so each WAL frame (a 24-byte header and a page, at offsets
+// that are not page-aligned) would cost three requests instead of two.
+// SQLite never maps the WAL into memory, so nothing needs its page cache.
+func openFlags(kind litefs.FileKind) fuse.OpenResponseFlags {
+	if kind == litefs.FileWAL {
+		return fuse.OpenKeepCache | fuse.OpenDirectIO
+	}
+	return fuse.OpenKeepCache
 }
 
 // Setattr applies a size change; other attributes are fixed.

@@ -196,7 +196,7 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 			return nil, nil, r.fs.errno("create", err)
 		}
 	}
-	resp.Flags |= fuse.OpenKeepCache
+	resp.Flags |= openFlags(e.file)
 	return n, &fileHandle{node: n}, nil
 }
 
