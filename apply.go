@@ -49,15 +49,39 @@ type incomingLTX struct {
 	hdr     ltx.Header
 	trailer ltx.Trailer
 	pages   []pageChange
-	dbPath  string // a snapshot's pages, already written out as a database file
+	dbPath  string  // a snapshot's pages, already written out as a database file
+	mem     *memLTX // the file itself when it was received into memory (path is then empty)
 }
 
 // remove deletes the temporary files that were not moved into place.
 func (in *incomingLTX) remove() {
-	os.Remove(in.path)
+	if in.mem != nil {
+		in.mem.release()
+	}
+	if in.path != "" {
+		os.Remove(in.path)
+	}
 	if in.dbPath != "" {
 		os.Remove(in.dbPath)
 	}
+}
+
+// store moves the file to path, its place in the history.
+func (in *incomingLTX) store(path string) error {
+	if in.mem != nil {
+		return in.mem.store(path)
+	}
+	return os.Rename(in.path, path)
+}
+
+// writePages writes the file's pages into the database file f (path is
+// where store put the file).
+func (in *incomingLTX) writePages(path string, f *os.File) error {
+	if in.mem != nil {
+		return in.mem.writePages(f, in.hdr, in.pages)
+	}
+	_, _, err := writeLTXPages(path, f)
+	return err
 }
 
 // spoolLTX copies r into a temporary file in the LTX directory while
@@ -69,6 +93,15 @@ func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 	hdr, r, err := ltx.PeekHeader(r)
 	if err != nil {
 		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: decode ltx header: %w", db.name, err)
+	}
+	if !hdr.IsSnapshot() {
+		in, rest, err := db.spoolInMemory(r)
+		if err != nil {
+			return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
+		} else if in != nil {
+			return in, nil
+		}
+		r = rest
 	}
 	f, err := os.CreateTemp(db.LTXDir(), ".apply-*.tmp")
 	if err != nil {
@@ -244,7 +277,7 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	}
 	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
 	path := filepath.Join(db.LTXDir(), name)
-	if err := os.Rename(in.path, path); err != nil {
+	if err := in.store(path); err != nil {
 		return ltx.Pos{}, fmt.Errorf("store ltx for %s: %w", db.name, err)
 	}
 	db.unsynced = true
@@ -255,7 +288,7 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 		if err := db.replaceDatabaseFile(in.dbPath); err != nil {
 			return ltx.Pos{}, err
 		}
-	} else if _, _, err := writeLTXPages(path, db.file(FileDatabase)); err != nil {
+	} else if err := in.writePages(path, db.file(FileDatabase)); err != nil {
 		return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
 	}
 	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -208,5 +209,68 @@ func TestApplyLTX_RefusesASnapshotClaimingAHugeDatabaseWithoutAllocatingForIt(t 
 	runtime.ReadMemStats(&after)
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
 		t.Fatalf("refusing it allocated %d MiB: the claimed size was trusted", grew>>20)
+	}
+}
+
+func TestApplyLTX_AppliesFilesReceivedInMemoryOrSpooledToDisk(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		rows  int
+		blob  string
+		check func(t *testing.T, ltxSize, pageBytes int)
+	}{
+		{"a small file is kept in memory with its pages", 60, "randomblob(200)", func(t *testing.T, ltxSize, pageBytes int) {
+			if ltxSize > memSpoolMax || pageBytes > memPagesMax {
+				t.Fatalf("file of %d bytes with %d bytes of pages is not a small one", ltxSize, pageBytes)
+			}
+		}},
+		{"a small file whose pages take much memory is decoded again to apply", 30000, "zeroblob(200)", func(t *testing.T, ltxSize, pageBytes int) {
+			if ltxSize > memSpoolMax || pageBytes <= memPagesMax {
+				t.Fatalf("file of %d bytes with %d bytes of pages does not take this path", ltxSize, pageBytes)
+			}
+		}},
+		{"a large file is spooled to disk", 6000, "randomblob(200)", func(t *testing.T, ltxSize, pageBytes int) {
+			if ltxSize <= memSpoolMax {
+				t.Fatalf("file of %d bytes fits in memory", ltxSize)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			primary := openTestStore(t, t.TempDir())
+			replica := openTestStore(t, t.TempDir())
+			pdb, _ := primary.CreateDB("a.db")
+			rdb, _ := replica.CreateDB("a.db")
+			writeTx(t, pdb, makeSQLiteFile(t, 5))
+			shipAll(t, pdb, rdb)
+			content := makeSQLiteFileOf(t, tt.rows, tt.blob)
+			writeTx(t, pdb, content)
+			f, err := pdb.OpenLTX(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file, err := readAllClose(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, len(file), len(content)) // every page of the database changed
+			if _, err := rdb.ApplyLTX(context.Background(), bytes.NewReader(file)); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := rdb.Pos(), pdb.Pos(); got != want {
+				t.Fatalf("replica at %v, primary at %v", got, want)
+			}
+			if got, _ := os.ReadFile(rdb.path(FileDatabase)); !bytes.Equal(got, content) {
+				t.Fatal("replica database file differs from the primary's")
+			}
+			stored, err := os.ReadFile(filepath.Join(rdb.LTXDir(), ltxFileName(2, 2)))
+			if err != nil || !bytes.Equal(stored, file) {
+				t.Fatalf("the replica's history does not hold the file as received (err %v)", err)
+			}
+			for _, dir := range []string{rdb.dir, rdb.LTXDir()} {
+				if tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmp) > 0 {
+					t.Fatalf("temporary files left: %v", tmp)
+				}
+			}
+		})
 	}
 }

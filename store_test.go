@@ -21,18 +21,29 @@ import (
 // bytes (rollback journal mode) and returns its bytes.
 func makeSQLiteFile(t *testing.T, n int) []byte {
 	t.Helper()
+	return makeSQLiteFileOf(t, n, "randomblob(200)")
+}
+
+// makeSQLiteFileOf returns a rollback-journal database file with n rows of
+// the blob expression blob, inserted in one transaction.
+func makeSQLiteFileOf(t *testing.T, n int, blob string) []byte {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
 	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=DELETE")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	if _, err := sdb.Exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		if _, err := sdb.Exec(`INSERT INTO t(v) VALUES(randomblob(200))`); err != nil {
-			t.Fatal(err)
+	sdb.SetMaxOpenConns(1)
+	stmts := []string{`CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`, `BEGIN`,
+		`WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < ?) INSERT INTO t(v) SELECT ` + blob + ` FROM c`, `COMMIT`}
+	for _, q := range stmts {
+		var args []any
+		if strings.Contains(q, "?") {
+			args = append(args, n)
+		}
+		if _, err := sdb.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
 		}
 	}
 	if err := sdb.Close(); err != nil {
