@@ -231,6 +231,11 @@ func (s *stagedDB) close() error {
 func (db *DB) checkApplicable(in *incomingLTX) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	return db.checkApplicableLocked(in)
+}
+
+// checkApplicableLocked is checkApplicable with db.mu held.
+func (db *DB) checkApplicableLocked(in *incomingLTX) error {
 	hdr := in.hdr
 	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
 		return fmt.Errorf("%s: %w: the file starts after %s/%s, this database is at %s/%s", db.name, ErrPosMismatch,
@@ -266,13 +271,7 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
 		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
 	}
-	if err := db.ltxw.drain(); err != nil {
-		return ltx.Pos{}, fmt.Errorf("write ltx for %s: %w", db.name, err)
-	}
-	if err := db.rollbackRefusedTx(); err != nil {
-		return ltx.Pos{}, err
-	}
-	if err := db.checkpointAndResetWAL(); err != nil {
+	if err := db.prepareApply(); err != nil {
 		return ltx.Pos{}, err
 	}
 	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
@@ -305,6 +304,19 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
 	}
 	return db.pos, nil
+}
+
+// prepareApply settles what must be on disk before received pages go into
+// the database file: queued LTX files written, a refused transaction rolled
+// back, the WAL checkpointed and emptied. db.mu is held.
+func (db *DB) prepareApply() error {
+	if err := db.ltxw.drain(); err != nil {
+		return fmt.Errorf("write ltx for %s: %w", db.name, err)
+	}
+	if err := db.rollbackRefusedTx(); err != nil {
+		return err
+	}
+	return db.checkpointAndResetWAL()
 }
 
 // checkpointAndResetWAL copies the recorded WAL transactions into the

@@ -71,26 +71,7 @@ func (db *DB) applyAll(ctx context.Context, owner uint64, ins []*incomingLTX, fi
 		return ltx.Pos{}, fmt.Errorf("apply to %s: wait for readers: %w", db.name, err)
 	}
 	defer release()
-	var pos ltx.Pos
-	applied := 0
-	for i, in := range ins {
-		if i > 0 || !firstChecked {
-			if err = db.checkApplicable(in); err != nil {
-				if p, ok := db.alreadyForwarded(in); ok {
-					pos, err = p, nil
-					continue
-				}
-				break
-			}
-		}
-		db.mu.Lock()
-		pos, err = db.applyLocked(in)
-		db.mu.Unlock()
-		if err != nil {
-			break
-		}
-		applied++
-	}
+	pos, applied, err := db.applyInOrder(ins, firstChecked)
 	if applied > 0 {
 		if ierr := db.invalidateAfterApply(); ierr != nil {
 			db.log.Warn("kernel cache invalidation failed", "error", ierr)
@@ -101,4 +82,44 @@ func (db *DB) applyAll(ctx context.Context, owner uint64, ins []*incomingLTX, fi
 		return ltx.Pos{}, err
 	}
 	return pos, nil
+}
+
+// applyInOrder applies the files under db.mu, consecutive small ones as one
+// merged history file (mergeRun), and returns the position and how many
+// files it applied. At the first refused file the ones before it stay
+// applied; one that this replica forwarded itself is skipped.
+func (db *DB) applyInOrder(ins []*incomingLTX, firstChecked bool) (pos ltx.Pos, applied int, err error) {
+	run := &mergeRun{db: db}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for i, in := range ins {
+		if i > 0 || !firstChecked {
+			if err = db.checkApplicableLocked(in); err != nil {
+				if ferr := run.flush(); ferr != nil {
+					return ltx.Pos{}, applied, ferr
+				}
+				db.mu.Unlock() // alreadyForwarded takes db.mu itself
+				p, ok := db.alreadyForwarded(in)
+				db.mu.Lock()
+				if ok {
+					pos, err = p, nil
+					continue
+				}
+				return ltx.Pos{}, applied, err
+			}
+		}
+		if run.accepts(in) {
+			pos, err = run.add(in)
+		} else if err = run.flush(); err == nil {
+			pos, err = db.applyLocked(in)
+		}
+		if err != nil {
+			return ltx.Pos{}, applied, err
+		}
+		applied++
+	}
+	if err := run.flush(); err != nil {
+		return ltx.Pos{}, applied, err
+	}
+	return pos, applied, nil
 }
