@@ -25,6 +25,17 @@ func historyNames(t *testing.T, db *DB) []string {
 	return names
 }
 
+// primaryWithRows returns a.db of a new store after one transaction per
+// entry of rows (TXID 1, 2, ...), each leaving that many rows.
+func primaryWithRows(t *testing.T, rows ...int) *DB {
+	t.Helper()
+	db, _ := openTestStore(t, t.TempDir()).CreateDB("a.db")
+	for _, n := range rows {
+		writeTx(t, db, makeSQLiteFile(t, n))
+	}
+	return db
+}
+
 // sameDatabase fails unless a and b have the same position and database file.
 func sameDatabase(t *testing.T, a, b *DB) {
 	t.Helper()
@@ -49,11 +60,9 @@ func TestApplySpooled_StoresConsecutiveFilesAsOneHistoryFile(t *testing.T) {
 			[]string{ltxFileName(1, 1), ltxFileName(2, 2)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			primary := openTestStore(t, t.TempDir())
-			pdb, _ := primary.CreateDB("a.db")
+			pdb := primaryWithRows(t, tt.rows...)
 			var txids []ltx.TXID
-			for i, rows := range tt.rows {
-				writeTx(t, pdb, makeSQLiteFile(t, rows))
+			for i := range tt.rows {
 				txids = append(txids, ltx.TXID(i+1))
 			}
 			replica := openTestStore(t, t.TempDir())
@@ -92,11 +101,7 @@ func TestApplySpooled_StoresConsecutiveFilesAsOneHistoryFile(t *testing.T) {
 // TestRecover_ReappliesAMergedFileTheDatabaseLost: a crash after a batch's
 // merged file was stored but before its pages reached the database file.
 func TestRecover_ReappliesAMergedFileTheDatabaseLost(t *testing.T) {
-	primary := openTestStore(t, t.TempDir())
-	pdb, _ := primary.CreateDB("a.db")
-	for _, rows := range []int{10, 20, 30, 40} {
-		writeTx(t, pdb, makeSQLiteFile(t, rows))
-	}
+	pdb := primaryWithRows(t, 10, 20, 30, 40)
 	dir := t.TempDir()
 	replica := openTestStore(t, dir)
 	rdb, _ := replica.CreateDB("a.db")
@@ -123,11 +128,7 @@ func TestRecover_ReappliesAMergedFileTheDatabaseLost(t *testing.T) {
 // failover the new primary serves its merged history file to a replica that
 // is at the file's start.
 func TestApplySpooled_AppliesAMergedFileServedByAPromotedReplica(t *testing.T) {
-	primary := openTestStore(t, t.TempDir())
-	pdb, _ := primary.CreateDB("a.db")
-	for _, rows := range []int{10, 20, 30, 40} {
-		writeTx(t, pdb, makeSQLiteFile(t, rows))
-	}
+	pdb := primaryWithRows(t, 10, 20, 30, 40)
 	ctx := context.Background()
 	var replicas []*DB
 	for range 2 {
