@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -34,10 +33,11 @@ type Snapshot struct {
 	img *dbImage
 }
 
-// PrepareSnapshot copies the committed database to a temporary file.
-// Commits are held back only while it is copied; encoding and sending happen
-// after, so writers wait for a local copy, never for the network. An empty
-// database (TXID 0) has no snapshot: ErrEmptyDatabase.
+// PrepareSnapshot starts copying the committed database to a temporary
+// file and returns once the copy has begun. Commits are held back only while
+// it is copied; Encode may start at once and reads each part as soon as it
+// is copied, so writers wait for a local copy, never for the network. An
+// empty database (TXID 0) has no snapshot: ErrEmptyDatabase.
 func (db *DB) PrepareSnapshot(ctx context.Context) (*Snapshot, error) {
 	img, err := db.copyCommitted(ctx)
 	if err != nil {
@@ -68,7 +68,7 @@ func (s *Snapshot) Encode(ctx context.Context, w io.Writer) (int64, error) {
 	defer enc.abort()
 	buf := make([]byte, img.pageSize)
 	lockPgno := ltx.LockPgno(img.pageSize)
-	pages := bufio.NewReaderSize(io.NewSectionReader(img.f, 0, int64(img.commit)*int64(img.pageSize)), 1<<20)
+	pages := bufio.NewReaderSize(io.NewSectionReader(img, 0, img.size()), 1<<20)
 	for pgno := uint32(1); pgno <= img.commit; pgno++ {
 		if pgno%1024 == 0 && ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -88,89 +88,6 @@ func (s *Snapshot) Encode(ctx context.Context, w io.Writer) (int64, error) {
 		return n, fmt.Errorf("snapshot of %s: %w", db.name, err)
 	}
 	return n, nil
-}
-
-// dbImage is a private copy of a committed database state.
-type dbImage struct {
-	f        *os.File
-	pos      ltx.Pos
-	pageSize uint32
-	commit   uint32
-}
-
-func (img *dbImage) close() {
-	img.f.Close()
-	os.Remove(img.f.Name())
-}
-
-// copyCommitted copies the committed database into a temporary file. In
-// rollback mode it holds a SHARED lock so no writer can put uncommitted
-// pages into the file meanwhile; in WAL mode it lays the WAL's recorded
-// transactions over the database file while db.mu keeps checkpoints out.
-func (db *DB) copyCommitted(ctx context.Context) (*dbImage, error) {
-	if !db.walMode() {
-		release, err := db.sharedLock(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
-		}
-		defer release()
-	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if db.pos.TXID == 0 {
-		return nil, fmt.Errorf("snapshot of %s: %w", db.name, ErrEmptyDatabase)
-	}
-	if db.journalHot && len(db.dirty) > 0 {
-		return nil, fmt.Errorf("snapshot of %s: an interrupted transaction is waiting to be rolled back; try again", db.name)
-	}
-	walPages, err := db.recordedWALPages()
-	if err != nil {
-		return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
-	}
-	f, err := os.CreateTemp(db.LTXDir(), ".snapshot-*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("snapshot of %s: %w", db.name, err)
-	}
-	img := &dbImage{f: f, pos: db.pos, pageSize: db.pageSize, commit: db.sums.PageN()}
-	if err := db.copyPages(img, walPages); err != nil {
-		img.close()
-		return nil, err
-	}
-	return img, nil
-}
-
-// copyPages writes the committed pages into img.f: the database file in one
-// kernel-side copy, then the WAL's recorded versions over it.
-func (db *DB) copyPages(img *dbImage, walPages map[uint32]int64) error {
-	size := int64(img.commit) * int64(img.pageSize)
-	src, err := os.Open(db.path(FileDatabase))
-	if err != nil {
-		return fmt.Errorf("snapshot of %s: %w", db.name, err)
-	}
-	defer src.Close()
-	if _, err := io.CopyN(img.f, src, size); err != nil && err != io.EOF {
-		return fmt.Errorf("snapshot of %s: copy database: %w", db.name, err)
-	}
-	if err := img.f.Truncate(size); err != nil {
-		return fmt.Errorf("snapshot of %s: %w", db.name, err)
-	}
-	wal := db.file(FileWAL)
-	if wal == nil {
-		return nil
-	}
-	buf := make([]byte, img.pageSize)
-	for pgno, off := range walPages {
-		if pgno > img.commit {
-			continue
-		}
-		if _, err := wal.ReadAt(buf, off); err != nil {
-			return fmt.Errorf("snapshot of %s: read wal page %d: %w", db.name, pgno, err)
-		}
-		if _, err := img.f.WriteAt(buf, int64(pgno-1)*int64(img.pageSize)); err != nil {
-			return fmt.Errorf("snapshot of %s: write page %d: %w", db.name, pgno, err)
-		}
-	}
-	return nil
 }
 
 // recordedWALPages maps each page to the WAL offset of its newest version

@@ -258,3 +258,29 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReplication_SnapshotCarriesTheUncheckpointedWALOfALargeDatabase: a
+// WAL-mode database of several megabytes whose every page is still in the
+// primary's WAL (no checkpoint, the connection stays open) reaches a new
+// replica whole. The primary copies such a database a few megabytes at a
+// time, laying the WAL's pages over each part, while the replica already
+// receives the parts before it.
+func TestReplication_SnapshotCarriesTheUncheckpointedWALOfALargeDatabase(t *testing.T) {
+	RequireFUSE(t)
+	const name = "big-wal.db"
+	p := StartNode(t, NodeOptions{Retention: "1s", RetentionInterval: "200ms"})
+	db := openSingleConn(t, p.DBPath(name), "_journal_mode=WAL&_sync=NORMAL")
+	defer closeDB(t, db)
+	mustExec(t, db, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+	mustExec(t, db, `WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000)
+		INSERT INTO t(v) SELECT randomblob(3000) FROM s`)
+	for id := 1; id <= 3000; id += 499 { // later versions of pages spread over the file
+		mustExec(t, db, "UPDATE t SET v = randomblob(3000) WHERE id = ?", id)
+	}
+	waitHistoryGone(t, p, name) // so the new replica needs a snapshot
+	r := StartNode(t, NodeOptions{Primary: p})
+	want := waitConverged(t, ConvergeTimeout, p, []*Node{r}, name)
+	requireLogMentions(t, "new replica", r.Log(), "snapshot applied", name)
+	requireSameContent(t, p, r, want, name)
+}
