@@ -84,50 +84,65 @@ func (in *incomingLTX) writePages(path string, f *os.File) error {
 	return err
 }
 
-// spoolLTX copies r into a temporary file in the LTX directory while
-// decoding it: structure, file checksum and page checksums are all checked
-// in this one pass. A snapshot's copy is written from a second goroutine
-// (and its pages checksummed and staged from a third), so a large snapshot
-// is received on several cores.
+// spoolLTX reads r into memory (a small file) or a temporary file in the
+// LTX directory while decoding it: structure, file checksum and page
+// checksums are all checked in this one pass. A snapshot is decoded
+// straight into a staged database file, its pages checksummed and written
+// from a second goroutine (spoolSnapshot).
 func (db *DB) spoolLTX(r io.Reader) (*incomingLTX, error) {
 	hdr, r, err := ltx.PeekHeader(r)
 	if err != nil {
 		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: decode ltx header: %w", db.name, err)
 	}
-	if !hdr.IsSnapshot() {
-		in, rest, err := db.spoolInMemory(r)
-		if err != nil {
-			return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
-		} else if in != nil {
-			return in, nil
-		}
-		r = rest
+	if hdr.IsSnapshot() {
+		return db.spoolSnapshot(r)
+	}
+	in, rest, err := db.spoolInMemory(r)
+	if err != nil {
+		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
+	} else if in != nil {
+		return in, nil
 	}
 	f, err := os.CreateTemp(db.LTXDir(), ".apply-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("spool ltx for %s: %w", db.name, err)
 	}
-	in := &incomingLTX{path: f.Name()}
-	var tee io.Writer
-	var flush func() error
-	if hdr.IsSnapshot() {
-		aw := newAsyncWriter(f)
-		tee, flush = aw, aw.Close
-	} else {
-		bw := spoolBufs.Get().(*bufio.Writer)
-		bw.Reset(f)
-		defer spoolBufs.Put(bw)
-		tee, flush = bw, bw.Flush
-	}
-	err = db.decodeSpooled(in, io.TeeReader(r, tee), hdr.IsSnapshot())
+	in = &incomingLTX{path: f.Name()}
+	bw := spoolBufs.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer spoolBufs.Put(bw)
+	err = db.decodeSpooled(in, io.TeeReader(rest, bw), false)
 	if err == nil {
-		_, err = io.Copy(tee, r) // keep whatever follows the trailer: the file stays whole
+		_, err = io.Copy(bw, rest) // keep whatever follows the trailer: the file stays whole
 	}
-	if ferr := flush(); err == nil {
+	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		in.remove()
+		return nil, fmt.Errorf("ltx for %s is invalid or incomplete: %w", db.name, err)
+	}
+	return in, nil
+}
+
+// spoolSnapshot decodes a snapshot straight into a staged database file
+// (in.dbPath); its pages are not kept as a history file too (see
+// snapshot_marker.go).
+func (db *DB) spoolSnapshot(r io.Reader) (*incomingLTX, error) {
+	in := &incomingLTX{}
+	err := db.decodeSpooled(in, r, true)
+	if err == nil {
+		_, err = io.Copy(io.Discard, r)
+	}
+	if err == nil && in.dbPath == "" { // no pages: an empty database file
+		var stage *stagedDB
+		if stage, err = db.newStagedDB(in.hdr.PageSize, 0); err == nil {
+			in.dbPath = stage.f.Name()
+			err = stage.close()
+		}
 	}
 	if err != nil {
 		in.remove()
@@ -274,22 +289,22 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	if err := db.prepareApply(); err != nil {
 		return ltx.Pos{}, err
 	}
-	name := ltxFileName(hdr.MinTXID, hdr.MaxTXID)
-	path := filepath.Join(db.LTXDir(), name)
-	if err := in.store(path); err != nil {
-		return ltx.Pos{}, fmt.Errorf("store ltx for %s: %w", db.name, err)
-	}
-	db.unsynced = true
 	if hdr.IsSnapshot() {
-		db.removeHistoryBefore(name)
-	}
-	if in.dbPath != "" {
-		if err := db.replaceDatabaseFile(in.dbPath); err != nil {
+		pos := ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: in.trailer.PostApplyChecksum}
+		if err := db.installSnapshot(in.dbPath, pos); err != nil {
 			return ltx.Pos{}, err
 		}
-	} else if err := in.writePages(path, db.file(FileDatabase)); err != nil {
-		return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
+	} else {
+		path := filepath.Join(db.LTXDir(), ltxFileName(hdr.MinTXID, hdr.MaxTXID))
+		if err := in.store(path); err != nil {
+			return ltx.Pos{}, fmt.Errorf("store ltx for %s: %w", db.name, err)
+		}
+		if err := in.writePages(path, db.file(FileDatabase)); err != nil {
+			return ltx.Pos{}, fmt.Errorf("apply ltx to %s: %w", db.name, err)
+		}
+		db.dropSnapshotMarker()
 	}
+	db.unsynced = true
 	if hdr.IsSnapshot() || hdr.PageSize != db.pageSize {
 		db.sums.Reset(hdr.PageSize)
 	}

@@ -118,6 +118,7 @@ func (m *mergeRun) flush() error {
 		return fmt.Errorf("apply ltx to %s: %w", db.name, err)
 	}
 	db.resetDirty()
+	db.dropSnapshotMarker()
 	m.ins, m.pages, m.old = nil, nil, nil
 	return nil
 }

@@ -80,6 +80,7 @@ type DB struct {
 	walrHdr    WALHeader           // the WAL header walr reads against
 	walLow     atomic.Int64        // lowest WAL offset written since the last scan
 	unsynced   bool                // LTX files were written since the last sync
+	snapMarker bool                // a snapshot marker may exist (snapshot_marker.go)
 	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
 	buf        bytes.Buffer        // reused LTX encoding buffer
 	page       []byte              // reused page buffer

@@ -43,6 +43,13 @@ func (db *DB) recover() error {
 	if err != nil {
 		return err
 	}
+	if wrote, err := db.recoverSnapshotMarker(last); err != nil {
+		return err
+	} else if wrote {
+		if last, err = db.loadHistory(); err != nil {
+			return err
+		}
+	}
 	if err := db.openFile(FileDatabase, true); err != nil {
 		return err
 	}
