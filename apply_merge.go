@@ -51,6 +51,9 @@ func (m *mergeRun) accepts(in *incomingLTX) bool {
 // flush. db.mu is held.
 func (m *mergeRun) add(in *incomingLTX) (ltx.Pos, error) {
 	db := m.db
+	if in.hdr.PreApplyPos() != db.pos { // a first file checked before the lock-out
+		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
+	}
 	if len(m.ins) == 0 {
 		if err := db.prepareApply(); err != nil {
 			return ltx.Pos{}, err

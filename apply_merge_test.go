@@ -3,6 +3,7 @@ package litefs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -148,4 +149,25 @@ func TestApplySpooled_AppliesAMergedFileServedByAPromotedReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameDatabase(t, pdb, other)
+}
+
+// TestApplyAll_RefusesAFirstFileThatNoLongerFollows: a first file checked
+// before the lock-out is checked again when it is applied (the database may
+// have moved meanwhile), whether it is merged or applied alone.
+func TestApplyAll_RefusesAFirstFileThatNoLongerFollows(t *testing.T) {
+	pdb := primaryWithRows(t, 10, 20, 30)
+	replica := openTestStore(t, t.TempDir())
+	rdb, _ := replica.CreateDB("a.db")
+	ctx := context.Background()
+	if _, err := rdb.ApplySpooled(ctx, spoolRange(t, pdb, rdb, 1)); err != nil {
+		t.Fatal(err)
+	}
+	files := spoolRange(t, pdb, rdb, 3)
+	defer files[0].Discard()
+	if _, err := rdb.applyAll(ctx, daemonOwner, []*incomingLTX{files[0].in}, true); !errors.Is(err, ErrPosMismatch) {
+		t.Fatalf("apply error %v, want %v", err, ErrPosMismatch)
+	}
+	if got := rdb.Pos().TXID; got != 1 {
+		t.Fatalf("replica at TXID %s, want 1", got)
+	}
 }

@@ -99,10 +99,11 @@ func (db *DB) recoverSnapshotMarker(last *lastLTX) (bool, error) {
 		return false, removeMarker(path) // the history went on from it
 	}
 	ps, n, sum, err := checksumFile(path)
-	if err != nil {
-		return false, fmt.Errorf("check snapshot marker of %s: %w", db.name, err)
-	} else if sum != pos.PostApplyChecksum {
-		db.log.Warn("removing a snapshot marker that does not match its file", "file", filepath.Base(path), "checksum", sum.String())
+	if err != nil || sum != pos.PostApplyChecksum {
+		// The history decides, as without the marker; at worst this node
+		// starts behind and gets a snapshot again.
+		db.log.Warn("removing a snapshot marker that does not match its file", "file", filepath.Base(path),
+			"checksum", sum.String(), "error", err)
 		return false, removeMarker(path)
 	}
 	if err := os.Rename(path, db.path(FileDatabase)); err != nil { // a no-op if it is the database file
@@ -137,7 +138,7 @@ func checksumFile(path string) (uint32, uint32, ltx.Checksum, error) {
 		return 0, 0, 0, err
 	}
 	var hdr [100]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+	if _, err := f.ReadAt(hdr[:], 0); err != nil { // also an empty file: no page size to record
 		return 0, 0, 0, fmt.Errorf("read database header: %w", err)
 	}
 	ps, err := parsePageSize(hdr[:])

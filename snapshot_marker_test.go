@@ -84,6 +84,9 @@ func TestRecover_SettlesASnapshotMarker(t *testing.T) {
 		{"a marker that does not match its file is not trusted", func(t *testing.T, dir string) {
 			unlinkMarker(t, dir, makeSQLiteFile(t, 5))
 		}, ltx.Pos{TXID: 1, PostApplyChecksum: pdb.Pos().PostApplyChecksum}, []string{ltxFileName(1, 1)}},
+		{"a marker of an empty file is not trusted", func(t *testing.T, dir string) {
+			unlinkMarker(t, dir, nil)
+		}, ltx.Pos{TXID: 1, PostApplyChecksum: pdb.Pos().PostApplyChecksum}, []string{ltxFileName(1, 1)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := snapshotReplica(t, pdb)
