@@ -44,7 +44,7 @@ type mergeRun struct {
 func (m *mergeRun) accepts(in *incomingLTX) bool {
 	db := m.db
 	return in.mem != nil && (in.mem.pages != nil || len(in.pages) == 0) && !in.hdr.IsSnapshot() &&
-		db.pos.TXID > 0 && in.hdr.PageSize == db.pageSize && in.hdr.Commit >= db.sums.PageN()
+		in.hdr.PageSize == db.pageSize && in.hdr.Commit >= db.sums.PageN()
 }
 
 // add applies a checked file to db.pos and db.sums and keeps its pages for

@@ -310,33 +310,41 @@ func (db *DB) verifyAgainstHistory(last *lastLTX) error {
 
 // loadSums computes the page checksums of the database file.
 func (db *DB) loadSums() error {
-	f := db.file(FileDatabase)
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat database: %w", err)
-	}
-	ps := db.pageSize
-	if fi.Size() > 0 {
-		var hdr [100]byte
-		if _, err := f.ReadAt(hdr[:], 0); err != nil && err != io.EOF {
-			return fmt.Errorf("read database header: %w", err)
-		}
-		if ps, err = parsePageSize(hdr[:]); err != nil {
-			return fmt.Errorf("database %q: %w", db.name, err)
-		}
-	}
 	progress := func(done, total uint32) {
 		if total > 262144 {
 			db.log.Info("checksumming database", "pages", done, "of", total)
 		}
 	}
-	if err := db.sums.Load(f, fi.Size(), ps, progress); err != nil {
-		return fmt.Errorf("checksum database %q: %w", db.name, err)
+	ps, err := loadFileSums(&db.sums, db.file(FileDatabase), db.pageSize, progress)
+	if err != nil {
+		return fmt.Errorf("database %q: %w", db.name, err)
 	}
 	if db.pageSize == 0 {
 		db.pageSize = ps
 	}
 	return nil
+}
+
+// loadFileSums computes into sums the page checksums of the SQLite database
+// file f and returns its page size (ps when the file is empty).
+func loadFileSums(sums *pageChecksums, f *os.File, ps uint32, progress func(done, total uint32)) (uint32, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat database: %w", err)
+	}
+	if fi.Size() > 0 {
+		var hdr [100]byte
+		if _, err := f.ReadAt(hdr[:], 0); err != nil && err != io.EOF {
+			return 0, fmt.Errorf("read database header: %w", err)
+		}
+		if ps, err = parsePageSize(hdr[:]); err != nil {
+			return 0, err
+		}
+	}
+	if err := sums.Load(f, fi.Size(), ps, progress); err != nil {
+		return 0, fmt.Errorf("checksum database: %w", err)
+	}
+	return ps, nil
 }
 
 // commitWALExtra records WAL transactions newer than the history as LTX

@@ -57,37 +57,42 @@ func (s *Snapshot) Close() { s.img.close() }
 // stored as they are); the encoding and the writes to w (with the file
 // checksum) run on two goroutines.
 func (s *Snapshot) Encode(ctx context.Context, w io.Writer) (int64, error) {
-	db, img := s.db, s.img
-	enc, err := newSnapshotEncoder(w, ltx.Header{
-		Version: ltx.Version, PageSize: img.pageSize, Commit: img.commit,
-		MinTXID: 1, MaxTXID: img.pos.TXID, Timestamp: time.Now().UnixMilli(),
-	}, db.opts.Compress)
+	img := s.img
+	n, err := encodeSnapshot(ctx, w, io.NewSectionReader(img, 0, img.size()), img.pos, img.pageSize, img.commit, s.db.opts.Compress)
 	if err != nil {
-		return 0, fmt.Errorf("snapshot of %s: %w", db.name, err)
+		return n, fmt.Errorf("snapshot of %s: %w", s.db.name, err)
+	}
+	return n, nil
+}
+
+// encodeSnapshot writes the database image r (n pages of size ps, the state
+// at pos) to w as a snapshot LTX file and returns its size.
+func encodeSnapshot(ctx context.Context, w io.Writer, r io.Reader, pos ltx.Pos, ps, n uint32, compress bool) (int64, error) {
+	enc, err := newSnapshotEncoder(w, ltx.Header{
+		Version: ltx.Version, PageSize: ps, Commit: n,
+		MinTXID: 1, MaxTXID: pos.TXID, Timestamp: time.Now().UnixMilli(),
+	}, compress)
+	if err != nil {
+		return 0, err
 	}
 	defer enc.abort()
-	buf := make([]byte, img.pageSize)
-	lockPgno := ltx.LockPgno(img.pageSize)
-	pages := bufio.NewReaderSize(io.NewSectionReader(img, 0, img.size()), 1<<20)
-	for pgno := uint32(1); pgno <= img.commit; pgno++ {
+	buf, lockPgno := make([]byte, ps), ltx.LockPgno(ps)
+	pages := bufio.NewReaderSize(r, 1<<20)
+	for pgno := uint32(1); pgno <= n; pgno++ {
 		if pgno%1024 == 0 && ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		if _, err := io.ReadFull(pages, buf); err != nil {
-			return 0, fmt.Errorf("snapshot of %s: read page %d: %w", db.name, pgno, err)
+			return 0, fmt.Errorf("read page %d: %w", pgno, err)
 		}
 		if pgno == lockPgno {
 			continue
 		}
 		if err := enc.encodePage(pgno, buf); err != nil {
-			return 0, fmt.Errorf("snapshot of %s: %w", db.name, err)
+			return 0, err
 		}
 	}
-	n, err := enc.close(img.pos.PostApplyChecksum)
-	if err != nil {
-		return n, fmt.Errorf("snapshot of %s: %w", db.name, err)
-	}
-	return n, nil
+	return enc.close(pos.PostApplyChecksum)
 }
 
 // recordedWALPages maps each page to the WAL offset of its newest version

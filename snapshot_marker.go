@@ -1,13 +1,12 @@
 package litefs
 
 import (
-	"bufio"
+	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/superfly/ltx"
 )
@@ -126,27 +125,20 @@ func removeMarker(path string) error {
 }
 
 // checksumFile returns the page size, page count and checksum of the SQLite
-// database file at path.
+// database file at path, which must not be empty (an empty file has no page
+// size to record).
 func checksumFile(path string) (uint32, uint32, ltx.Checksum, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	var hdr [100]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil { // also an empty file: no page size to record
-		return 0, 0, 0, fmt.Errorf("read database header: %w", err)
-	}
-	ps, err := parsePageSize(hdr[:])
-	if err != nil {
-		return 0, 0, 0, err
-	}
 	var sums pageChecksums
-	if err := sums.Load(f, fi.Size(), ps, nil); err != nil {
+	ps, err := loadFileSums(&sums, f, 0, nil)
+	if err == nil && ps == 0 {
+		err = errors.New("empty database file")
+	}
+	if err != nil {
 		return 0, 0, 0, err
 	}
 	return ps, sums.PageN(), sums.Checksum(), nil
@@ -170,25 +162,7 @@ func (db *DB) writeSnapshotFile(pos ltx.Pos, ps, n uint32) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	enc, err := newSnapshotEncoder(f, ltx.Header{Version: ltx.Version, PageSize: ps, Commit: n,
-		MinTXID: 1, MaxTXID: pos.TXID, Timestamp: time.Now().UnixMilli()}, db.opts.Compress)
-	if err != nil {
-		return fmt.Errorf("record snapshot of %s: %w", db.name, err)
-	}
-	defer enc.abort()
-	r, buf, lock := bufio.NewReaderSize(src, 1<<20), make([]byte, ps), ltx.LockPgno(ps)
-	for pgno := uint32(1); pgno <= n; pgno++ {
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return fmt.Errorf("record snapshot of %s: read page %d: %w", db.name, pgno, err)
-		}
-		if pgno == lock {
-			continue
-		}
-		if err := enc.encodePage(pgno, buf); err != nil {
-			return fmt.Errorf("record snapshot of %s: %w", db.name, err)
-		}
-	}
-	if _, err := enc.close(pos.PostApplyChecksum); err != nil {
+	if _, err := encodeSnapshot(context.Background(), f, src, pos, ps, n, db.opts.Compress); err != nil {
 		return fmt.Errorf("record snapshot of %s: %w", db.name, err)
 	}
 	if err := f.Sync(); err != nil {
