@@ -283,8 +283,8 @@ func (db *DB) checkApplicableLocked(in *incomingLTX) error {
 // crash half-way leaves a database that recovery completes from it.
 func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 	hdr := in.hdr
-	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
-		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
+	if err := db.stillFollows(hdr); err != nil {
+		return ltx.Pos{}, err
 	}
 	if err := db.prepareApply(); err != nil {
 		return ltx.Pos{}, err
@@ -319,6 +319,15 @@ func (db *DB) applyLocked(in *incomingLTX) (ltx.Pos, error) {
 		return ltx.Pos{}, fmt.Errorf("%s after TXID %s: %w: %s, want %s", db.name, hdr.MaxTXID, ErrChecksumMismatch, got, db.pos.PostApplyChecksum)
 	}
 	return db.pos, nil
+}
+
+// stillFollows refuses a file checked before the lock-out when the
+// database moved meanwhile (a snapshot follows anything). db.mu is held.
+func (db *DB) stillFollows(hdr ltx.Header) error {
+	if !hdr.IsSnapshot() && hdr.PreApplyPos() != db.pos {
+		return fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
+	}
+	return nil
 }
 
 // prepareApply settles what must be on disk before received pages go into

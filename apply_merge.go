@@ -51,8 +51,8 @@ func (m *mergeRun) accepts(in *incomingLTX) bool {
 // flush. db.mu is held.
 func (m *mergeRun) add(in *incomingLTX) (ltx.Pos, error) {
 	db := m.db
-	if in.hdr.PreApplyPos() != db.pos { // a first file checked before the lock-out
-		return ltx.Pos{}, fmt.Errorf("%s: %w: the database moved while waiting for readers", db.name, ErrPosMismatch)
+	if err := db.stillFollows(in.hdr); err != nil {
+		return ltx.Pos{}, err
 	}
 	if len(m.ins) == 0 {
 		if err := db.prepareApply(); err != nil {
