@@ -140,7 +140,7 @@ func (db *DB) spoolSnapshot(r io.Reader) (*incomingLTX, error) {
 	if err == nil && in.dbPath == "" { // no pages: an empty database file
 		var stage *stagedDB
 		if stage, err = db.newStagedDB(in.hdr.PageSize, 0); err == nil {
-			in.dbPath = stage.f.Name()
+			in.dbPath = stage.name()
 			err = stage.close()
 		}
 	}
@@ -173,7 +173,7 @@ func (db *DB) decodeSpooled(in *incomingLTX, r io.Reader, snapshot bool) (err er
 			if stage, err = db.newStagedDB(h.PageSize, h.Commit); err != nil {
 				return err
 			}
-			in.dbPath = stage.f.Name()
+			in.dbPath = stage.name()
 			sink = newSnapshotSink(stage, h.Commit)
 		}
 		sink.add(pgno, data)
@@ -198,48 +198,6 @@ func (db *DB) decodeSpooled(in *incomingLTX, r io.Reader, snapshot bool) (err er
 // large buffer per received transaction showed up as a fifth of a busy
 // replica's CPU.
 var spoolBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
-
-// stagedDB is a snapshot's database file being written page by page.
-type stagedDB struct {
-	f        *os.File
-	w        *bufio.Writer
-	pageSize uint32
-	commit   uint32 // database size in pages
-	next     uint32 // the next page number the file expects
-}
-
-func (db *DB) newStagedDB(pageSize, commit uint32) (*stagedDB, error) {
-	f, err := os.CreateTemp(db.dir, ".snapshot-db-*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("stage snapshot of %s: %w", db.name, err)
-	}
-	return &stagedDB{f: f, w: bufio.NewWriterSize(f, 1<<20), pageSize: pageSize, commit: commit, next: 1}, nil
-}
-
-// write appends page pgno, zero-filling skipped pages (the lock page).
-func (s *stagedDB) write(pgno uint32, data []byte) error {
-	for ; s.next < pgno; s.next++ {
-		if _, err := s.w.Write(make([]byte, s.pageSize)); err != nil {
-			return fmt.Errorf("stage snapshot: %w", err)
-		}
-	}
-	if _, err := s.w.Write(data); err != nil {
-		return fmt.Errorf("stage snapshot: %w", err)
-	}
-	s.next = pgno + 1
-	return nil
-}
-
-func (s *stagedDB) close() error {
-	err := s.w.Flush()
-	if err == nil {
-		err = s.f.Truncate(int64(s.commit) * int64(s.pageSize)) // a lock page at the very end
-	}
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // checkApplicable refuses a file that does not continue this database's
 // history, or whose post-apply checksum would not come out.
