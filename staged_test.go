@@ -76,30 +76,32 @@ func TestStagedDB_WritesTheDatabaseFileExactly(t *testing.T) {
 	}
 }
 
-func TestStagedDB_BypassesThePageCacheWhereTheFileSystemAllows(t *testing.T) {
+// newTestStage creates a staged file, with O_DIRECT where the file system
+// takes it, in a new temporary directory.
+func newTestStage(t *testing.T, pageSize, commit uint32) *stagedDB {
+	t.Helper()
 	db := &DB{dir: t.TempDir(), name: "a.db"}
-	s, err := db.newStagedDB(4096, 1)
+	s, err := db.newStagedDB(pageSize, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func TestStagedDB_BypassesThePageCacheWhereTheFileSystemAllows(t *testing.T) {
+	s := newTestStage(t, 4096, 1)
 	defer s.close()
-	probe, err := os.CreateTemp(db.dir, "probe")
-	if err != nil {
-		t.Fatal(err)
+	probe, err := os.OpenFile(s.name()+".probe", os.O_WRONLY|os.O_CREATE|oDirect, 0o644)
+	if err == nil {
+		probe.Close()
 	}
-	probe.Close()
-	_, directErr := os.OpenFile(probe.Name(), os.O_WRONLY|oDirect, 0)
-	if directErr == nil && !s.direct {
+	if err == nil && !s.direct {
 		t.Fatal("the file system takes O_DIRECT but the staged file was opened without it")
 	}
 }
 
 func TestStagedDB_WriteErrorReachesTheCaller(t *testing.T) {
-	db := &DB{dir: t.TempDir(), name: "a.db"}
-	s, err := db.newStagedDB(4096, 3*stageChunk/4096)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStage(t, 4096, 3*stageChunk/4096)
 	s.f.Close() // every write now fails
 	page := make([]byte, 4096)
 	var werr error
@@ -118,11 +120,7 @@ func TestStagedDB_WriteErrorReachesTheCaller(t *testing.T) {
 }
 
 func TestStagedDB_RefusesAPageOfTheWrongSize(t *testing.T) {
-	db := &DB{dir: t.TempDir(), name: "a.db"}
-	s, err := db.newStagedDB(4096, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTestStage(t, 4096, 2)
 	defer s.close()
 	if err := s.write(1, make([]byte, 512)); err == nil || !strings.Contains(err.Error(), "has 512 bytes, want 4096") {
 		t.Fatalf("write of a 512-byte page into a 4096-byte database: %v", err)
