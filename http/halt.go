@@ -51,6 +51,7 @@ const (
 	codeNoTarget   = "no-target"     // handoff: no such candidate streaming
 	codeNotCand    = "not-candidate" // promote: lease.candidate is false
 	codeTimeout    = "timeout"
+	codeNoStream   = "no-stream" // HALT or /tx from a node without a live replication stream
 )
 
 // apiErrorJSON is the body of a refused HALT API request.
@@ -77,6 +78,8 @@ func haltError(w nethttp.ResponseWriter, err error) {
 		code, status = codeNotFound, nethttp.StatusNotFound
 	case errors.Is(err, errTooLarge):
 		code, status = codeTooLarge, nethttp.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrNoStream):
+		code, status = codeNoStream, nethttp.StatusForbidden
 	}
 	writeJSON(w, status, apiErrorJSON{Error: err.Error(), Code: code})
 }
@@ -120,10 +123,28 @@ func (s *Server) parseHaltRequest(w nethttp.ResponseWriter, r *nethttp.Request, 
 	return req, true
 }
 
+// ErrNoStream refuses a HALT or a forwarded transaction from a node that has
+// no live replication stream of this cluster from this primary (SPEC 11): a
+// HALT belongs to a replica and ends with its stream.
+var ErrNoStream = errors.New("no live replication stream from this node")
+
+// checkStream refuses req (403) unless its holder streams req.db from this
+// primary; it writes the refusal itself.
+func (s *Server) checkStream(w nethttp.ResponseWriter, req *haltRequest) bool {
+	if s.streams.streaming(req.holder, req.db.Name()) {
+		return true
+	}
+	err := fmt.Errorf("%w: node %s has no replication stream of %s from this primary; a HALT is granted only to a replica of this cluster while its stream is connected",
+		ErrNoStream, litefs.FormatNodeID(req.holder), req.db.Name())
+	s.log.Warn("refused HALT request", "db", req.db.Name(), "node", litefs.FormatNodeID(req.holder), "reason", "no live replication stream")
+	haltError(w, err)
+	return false
+}
+
 // handleHaltAcquire answers POST /halt: acquire or renew.
 func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request) {
 	req, ok := s.parseHaltRequest(w, r, true)
-	if !ok {
+	if !ok || !s.checkStream(w, req) {
 		return
 	}
 	renew, err := boolParam(r, "renew", false)
@@ -153,6 +174,12 @@ func (s *Server) handleHaltAcquire(w nethttp.ResponseWriter, r *nethttp.Request)
 		return
 	}
 	if ctx.Err() != nil { // the caller gave up while waiting: it will never release
+		req.db.ReleaseHalt(req.id, req.holder)
+		return
+	}
+	// The stream may have ended while the lock was awaited, after its
+	// ReleaseHaltsOf ran: a lock granted now would outlive it.
+	if !s.checkStream(w, req) {
 		req.db.ReleaseHalt(req.id, req.holder)
 		return
 	}
@@ -199,7 +226,7 @@ func (s *Server) handleHaltQuery(w nethttp.ResponseWriter, r *nethttp.Request) {
 // handleTx answers POST /tx: one transaction from the HALT holder.
 func (s *Server) handleTx(w nethttp.ResponseWriter, r *nethttp.Request) {
 	req, ok := s.parseHaltRequest(w, r, true)
-	if !ok {
+	if !ok || !s.checkStream(w, req) {
 		return
 	}
 	if r.ContentLength > s.opts.MaxTxSize {
@@ -254,6 +281,8 @@ func decodeAPIError(status int, body []byte) error {
 		base = ErrNotCandidate
 	case codeTimeout:
 		base = context.DeadlineExceeded
+	case codeNoStream:
+		base = ErrNoStream
 	default:
 		base = litefs.ErrHaltInvalid
 	}

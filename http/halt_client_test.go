@@ -25,7 +25,10 @@ func TestHaltClient_ErrorsMapBackToCoreErrors(t *testing.T) {
 		return NewHaltClient(s, token, nil), s
 	}
 	c1, s1 := newClient(primaryInfo, token)
-	c2, _ := newClient(primaryInfo, token)
+	c2, s2 := newClient(primaryInfo, token)
+	e.streamAs(t, litefs.FormatNodeID(s1.NodeID()), token)
+	e.streamAs(t, litefs.FormatNodeID(s2.NodeID()), token)
+	notStreaming, _ := newClient(primaryInfo, token)
 	badToken, _ := newClient(primaryInfo, "wrong")
 	noPrimary, _ := newClient(nil, token) // its own store is primary: no primary to ask
 
@@ -60,6 +63,7 @@ func TestHaltClient_ErrorsMapBackToCoreErrors(t *testing.T) {
 		want error
 	}{
 		{"busy", func() error { _, err := c2.AcquireHalt(ctx, "a.db", id2, false); return err }, litefs.ErrHaltBusy},
+		{"node without a stream", func() error { _, err := notStreaming.AcquireHalt(ctx, "a.db", id2, false); return err }, ErrNoStream},
 		{"renew by another node", func() error { _, err := c2.RenewHalt(ctx, "a.db", id1); return err }, litefs.ErrHaltNotHeld},
 		{"renew wrong id", func() error { _, err := c1.RenewHalt(ctx, "a.db", id2); return err }, litefs.ErrHaltNotHeld},
 		{"forward by another node", func() error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type haltEnv struct {
 	store *litefs.Store
 	db    *litefs.DB
 	ts    *httptest.Server
+	srv   *Server
 }
 
 // newHaltEnv opens a primary store with the given HALT options and serves
@@ -71,8 +73,49 @@ func newHaltEnvWith(t *testing.T, sopts litefs.StoreOptions, srvOpts ServerOptio
 	} else {
 		db = setup(t, s)
 	}
-	_, ts := startServer(t, s, srvOpts)
-	return &haltEnv{dir: dir, store: s, db: db, ts: ts}
+	srv, ts := startServer(t, s, srvOpts)
+	e := &haltEnv{dir: dir, store: s, db: db, ts: ts, srv: srv}
+	for _, node := range []string{nodeA, nodeB, nodeC} {
+		e.streamAs(t, node, srvOpts.AuthToken)
+	}
+	return e
+}
+
+// streamAs opens a replication stream from the primary as node, as a
+// replica's daemon does (a HALT is granted only to a streaming node), and
+// drains it in the background until the test ends.
+func (e *haltEnv) streamAs(t *testing.T, node, token string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := nethttp.NewRequestWithContext(ctx, "POST", e.ts.URL+"/stream", strings.NewReader(`{"dbs":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(HeaderNodeID, node)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("stream as %s: %v", node, err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		close(done)
+		t.Fatalf("stream as %s: status %d", node, resp.StatusCode)
+	}
+	fr := NewFrameReader(resp.Body)
+	if f, _ := nextData(t, fr); f.Type != FrameLTX && f.Type != FrameReady {
+		t.Fatalf("stream as %s: first frame %v, want the stream to be up", node, f.Type)
+	}
+	go func() {
+		defer close(done)
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}()
 }
 
 // rawHaltCall sends one HALT API request as node (no Litefs-Id header when
@@ -335,4 +378,20 @@ func tryWriterLocks(db *litefs.DB) (reserved, walWrite bool) {
 	shm.TryLock(otherOwner, otherOwner, 1, litefs.LockUnlock, litefs.WALWriteLockByte, litefs.WALWriteLockByte)
 	db.WALWriteUnlocked(otherOwner)
 	return reserved, walWrite
+}
+
+// srvStreaming reports whether the server has a live stream from node.
+func (e *haltEnv) srvStreaming(node string) bool {
+	id, err := parseNodeID(node)
+	if err != nil {
+		panic(err)
+	}
+	e.srv.streams.mu.Lock()
+	defer e.srv.streams.mu.Unlock()
+	for ss := range e.srv.streams.live {
+		if ss.nodeID == id {
+			return true
+		}
+	}
+	return false
 }

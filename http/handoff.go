@@ -54,6 +54,19 @@ func (r *streamRegistry) remove(ss *streamSession) {
 	delete(r.live, ss)
 }
 
+// streaming reports whether node nodeID has a live stream that carries
+// database name: the condition for granting it a HALT (SPEC 11).
+func (r *streamRegistry) streaming(nodeID uint64, name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ss := range r.live {
+		if ss.nodeID == nodeID && ss.wants(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // pick returns the session of candidate nodeID, or with nodeID 0 the
 // candidate that completed its catch-up first among those streaming.
 func (r *streamRegistry) pick(nodeID uint64) (*streamSession, error) {
