@@ -43,8 +43,17 @@ type InfoResponse struct {
 	Primary   PrimaryJSON        `json:"primary"`
 	Connected bool               `json:"connected"` // a replica's stream is up (always true on the primary)
 	LagMillis int64              `json:"lagMillis"` // how far behind the primary; see litefs.Store.Lag
-	DBs       map[string]PosJSON `json:"dbs"`
-	MountDir  string             `json:"mountDir,omitempty"` // fuse.dir: where the databases are mounted
+	DBs       map[string]DBInfoJSON `json:"dbs"`
+	MountDir  string                `json:"mountDir,omitempty"` // fuse.dir: where the databases are mounted
+	Lease     string                `json:"lease,omitempty"`    // lease.type: "static" or "consul"
+	Warnings  []string              `json:"warnings,omitempty"` // e.g. an API open to the network without a token
+}
+
+// DBInfoJSON is one database in InfoResponse: its position and, on the
+// primary, the node holding its HALT lock.
+type DBInfoJSON struct {
+	PosJSON
+	HaltHolder string `json:"haltHolder,omitempty"` // 16 hex digits
 }
 
 // PrimaryJSON names the primary in InfoResponse.
@@ -70,14 +79,24 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 		Primary:   PrimaryJSON{Hostname: host, URL: url},
 		Connected: s.store.Connected(),
 		LagMillis: s.store.Lag().Milliseconds(),
-		DBs:       make(map[string]PosJSON),
+		DBs:       make(map[string]DBInfoJSON),
 		MountDir:  s.opts.MountDir,
+		Lease:     s.opts.LeaseType,
+	}
+	if warn := OpenAPIWarning(s.opts.Addr, s.opts.AuthToken); warn != "" {
+		resp.Warnings = append(resp.Warnings, warn)
 	}
 	if s.store.IsPrimary() {
 		resp.Role = RolePrimary
 	}
 	for name, pos := range s.store.Positions() {
-		resp.DBs[name] = NewPosJSON(pos)
+		info := DBInfoJSON{PosJSON: NewPosJSON(pos)}
+		if db := s.store.DB(name); db != nil {
+			if l, held := db.HaltHolder(); held {
+				info.HaltHolder = litefs.FormatNodeID(l.Holder)
+			}
+		}
+		resp.DBs[name] = info
 	}
 	writeJSON(w, nethttp.StatusOK, resp)
 }

@@ -51,6 +51,7 @@ type ServerOptions struct {
 	AdvertiseURL string // this node's URL for its peers, reported when it is primary
 	Candidate    bool   // this node may become primary (reported by /info)
 	MountDir     string // fuse.dir, reported by /info for "litefs run" and "litefs lock"
+	LeaseType    string // lease.type, reported by /info for "litefs status"
 
 	MaxLag          time.Duration // /healthz: a replica further behind is unhealthy; DefaultMaxLag if 0
 	MaxImportSize   int64         // largest accepted POST /import body; DefaultMaxImportSize if 0

@@ -195,7 +195,7 @@ func TestInfo_ReportsIdentityRoleAndPositions(t *testing.T) {
 					t.Fatalf("cluster id %q, store %q", info.ClusterID, primary.ClusterID())
 				}
 				want := NewPosJSON(db.Pos())
-				if got := info.DBs["a.db"]; got != want || len(got.TXID) != 16 || len(got.Checksum) != 16 {
+				if got := info.DBs["a.db"]; got.PosJSON != want || len(got.TXID) != 16 || len(got.Checksum) != 16 {
 					t.Fatalf("position %+v, want %+v", got, want)
 				}
 			}

@@ -101,7 +101,12 @@ type HTTPConfig struct {
 	// SnapshotTimeout bounds a snapshot transfer; 0 means no limit.
 	SnapshotTimeout time.Duration `yaml:"snapshot-timeout"`
 	// AuthToken, when set, is required as a bearer token on API requests.
+	// After ResolveAuthToken it holds the token from whichever source set it.
 	AuthToken string `yaml:"auth-token"`
+	// AuthTokenFile names a file holding the token instead (not both).
+	AuthTokenFile string `yaml:"auth-token-file"`
+	// authTokenSource says where AuthToken came from, for the start-up log.
+	authTokenSource string `yaml:"-"`
 	// TLS turns on HTTPS between nodes.
 	TLS TLSConfig `yaml:"tls"`
 }

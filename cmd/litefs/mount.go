@@ -67,6 +67,9 @@ func loadMountConfig(mf *mountFlags) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
+	if _, err := cfg.HTTP.ResolveAuthToken(os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	if cfg.HTTP.TLS.Cert != "" || cfg.HTTP.TLS.CA != "" {
 		return nil, fmt.Errorf("config %s: http.tls is not available in this version", path)
 	}
@@ -105,6 +108,11 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
+	if warn := lhttp.OpenAPIWarning(cfg.HTTP.Addr, cfg.HTTP.AuthToken); warn != "" {
+		log.Warn("the node API is open to the network: " + warn)
+	} else if cfg.HTTP.authTokenSource != "" {
+		log.Info("API requests need the auth token", "from", cfg.HTTP.authTokenSource)
+	}
 	if path := os.Getenv("LITEFS_CPUPROFILE"); path != "" {
 		stopProfile, err := startCPUProfile(path)
 		if err != nil {
@@ -161,6 +169,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
+		LeaseType: cfg.Lease.Type,
 	})
 	if err := srv.Listen(); err != nil {
 		return err

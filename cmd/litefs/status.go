@@ -39,6 +39,7 @@ type nodeInfo struct {
 	Connected *bool             `json:"connected"`
 	LagMillis *int64            `json:"lagMillis"`
 	DBs       map[string]dbInfo `json:"dbs"`
+	Warnings  []string          `json:"warnings"`
 }
 
 // dbInfo is one database in nodeInfo.
@@ -121,6 +122,9 @@ func printStatus(w io.Writer, info *nodeInfo) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, warn := range info.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warn)
 	}
 	fmt.Fprintln(w)
 	if len(info.DBs) == 0 {
