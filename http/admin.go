@@ -36,13 +36,13 @@ func (p PosJSON) Pos() (ltx.Pos, error) {
 
 // InfoResponse is the body of GET /info.
 type InfoResponse struct {
-	NodeID    string             `json:"nodeID"`
-	ClusterID string             `json:"clusterID,omitempty"`
-	Role      string             `json:"role"` // "primary" or "replica"
-	Candidate bool               `json:"candidate"`
-	Primary   PrimaryJSON        `json:"primary"`
-	Connected bool               `json:"connected"` // a replica's stream is up (always true on the primary)
-	LagMillis int64              `json:"lagMillis"` // how far behind the primary; see litefs.Store.Lag
+	NodeID    string                `json:"nodeID"`
+	ClusterID string                `json:"clusterID,omitempty"`
+	Role      string                `json:"role"` // "primary" or "replica"
+	Candidate bool                  `json:"candidate"`
+	Primary   PrimaryJSON           `json:"primary"`
+	Connected bool                  `json:"connected"` // a replica's stream is up (always true on the primary)
+	LagMillis int64                 `json:"lagMillis"` // how far behind the primary; see litefs.Store.Lag
 	DBs       map[string]DBInfoJSON `json:"dbs"`
 	MountDir  string                `json:"mountDir,omitempty"` // fuse.dir: where the databases are mounted
 	Lease     string                `json:"lease,omitempty"`    // lease.type: "static" or "consul"
