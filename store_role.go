@@ -31,6 +31,7 @@ type roleState struct {
 	lag       time.Duration
 	synced    bool // a replica has completed its first catch-up
 	connected bool // a replica's stream to the primary is up
+	reached   bool // a replica's stream has been up at least once since start
 }
 
 // NotSyncedLag is the lag reported before a replica's first catch-up.
@@ -143,6 +144,22 @@ func (s *Store) Primary() *PrimaryInfo {
 	return &p
 }
 
+// ReachedPrimary returns the primary a replica knows and has reached: nil
+// on the primary, on a replica whose stream has never been up since the
+// daemon started (a primary named in the configuration may not exist, or
+// may refuse it), and when the primary's hostname is unknown. Once reached,
+// a later primary named by the lease counts at once (a failover keeps
+// .primary pointing somewhere rather than making a replica look primary).
+func (s *Store) ReachedPrimary() *PrimaryInfo {
+	s.role.mu.Lock()
+	defer s.role.mu.Unlock()
+	if s.role.primary == nil || !s.role.reached || s.role.primary.Hostname == "" {
+		return nil
+	}
+	p := *s.role.primary
+	return &p
+}
+
 // SetReplica makes this node a replica of p (nil makes it the primary).
 // On a replica every database is read-only except through the store's own
 // apply path.
@@ -178,6 +195,7 @@ func (s *Store) SetConnected(connected, synced bool, lag time.Duration) {
 	s.role.mu.Lock()
 	defer s.role.mu.Unlock()
 	s.role.connected = connected
+	s.role.reached = s.role.reached || connected
 	if synced {
 		s.role.synced, s.role.lag = true, lag
 	}

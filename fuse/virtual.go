@@ -72,9 +72,10 @@ func (f *FS) lagText() string {
 func (f *FS) primaryFileText() string { return f.primaryText() }
 
 // primaryText returns the primary's hostname and a newline on a replica
-// connected to it, and "" on the primary (where .primary does not exist).
+// that has reached it, and "" where .primary does not exist: on the primary,
+// and on a replica that has not been connected yet.
 func (f *FS) primaryText() string {
-	if p := f.store.Primary(); p != nil {
+	if p := f.store.ReachedPrimary(); p != nil {
 		return p.Hostname + "\n"
 	}
 	return ""

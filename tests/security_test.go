@@ -127,3 +127,39 @@ func TestSecurity_AStrangerCannotTakeTheHaltOrWriteThroughIt(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurity_PrimaryFileAbsentUntilTheReplicaReachesItsPrimary starts a
+// primary whose token (from LITEFS_AUTH_TOKEN) the replica lacks: the
+// replica is refused with 401 and must not claim a primary in .primary
+// (litefs-js would trust it); once it has the token, .primary names the
+// primary.
+func TestSecurity_PrimaryFileAbsentUntilTheReplicaReachesItsPrimary(t *testing.T) {
+	RequireFUSE(t)
+	p := StartNode(t, NodeOptions{Env: []string{"LITEFS_AUTH_TOKEN=s3cret"}})
+	r := StartNode(t, NodeOptions{Primary: p, Env: []string{"LITEFS_AUTH_TOKEN=wrong"}})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.Log(), "401") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica was never refused with 401; its log:\n%s", r.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := statTimeout(r.MountDir+"/.primary", 10*time.Second); !os.IsNotExist(err) {
+		t.Fatalf("stat .primary on a replica refused by its primary: %v, want it absent", err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := StartNode(t, NodeOptions{Primary: p, Dir: r.Dir, Env: []string{"LITEFS_AUTH_TOKEN=s3cret"}})
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		data, err := ReadFileTimeout(r2.MountDir+"/.primary", 10*time.Second)
+		if err == nil && string(data) == p.Name+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf(".primary on the connected replica: %q (%v), want %q", data, err, p.Name+"\n")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
