@@ -100,6 +100,9 @@ func TestUsageErrorsExitTwoAndNameTheProblem(t *testing.T) {
 		{"status with argument", []string{"status", "extra"}, `unexpected argument "extra"`},
 		{"status unknown flag", []string{"status", "-jsn"}, "-jsn"},
 		{"status bad -url", []string{"status", "-url", "::"}, "bad -url"},
+		{"mount unknown flag", []string{"mount", "-bogus"}, "flag provided but not defined: -bogus"},
+		{"version with a flag", []string{"version", "-x"}, `unexpected argument "-x"`},
+		{"version with an argument", []string{"version", "now"}, `unexpected argument "now"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +115,38 @@ func TestUsageErrorsExitTwoAndNameTheProblem(t *testing.T) {
 			}
 			if res.stdout != "" {
 				t.Errorf("stdout %q, want nothing", res.stdout)
+			}
+		})
+	}
+}
+
+func TestUsageErrorIsReportedOnce(t *testing.T) {
+	res := runCLI(t, "mount", "-bogus")
+	if n := strings.Count(res.stderr, "-config"); n != 1 {
+		t.Fatalf("stderr names -config %d times, want once (no flag dump besides the usage):\n%s", n, res.stderr)
+	}
+	if n := strings.Count(res.stderr, "flag provided but not defined"); n != 1 {
+		t.Fatalf("the error appears %d times, want once:\n%s", n, res.stderr)
+	}
+}
+
+func TestHelpOfMountAndVersionExitsZero(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mount", "-h"}, "-with-lock"},
+		{[]string{"mount", "--help"}, "-config"},
+		{[]string{"version", "-h"}, "litefs version"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			res := runCLI(t, tt.args...)
+			if res.code != 0 || res.stderr != "" {
+				t.Fatalf("exit code %d, stderr %q, want 0 and nothing", res.code, res.stderr)
+			}
+			if !strings.Contains(res.stdout, tt.want) {
+				t.Fatalf("help %q does not mention %q", res.stdout, tt.want)
 			}
 		})
 	}

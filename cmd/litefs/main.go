@@ -72,7 +72,7 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	switch args[0] {
 	case "mount":
-		return runMount(ctx, args[1:])
+		return runMount(ctx, args[1:], stdout)
 	case "import":
 		return runImport(ctx, args[1:], stdout)
 	case "export":
@@ -84,11 +84,24 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 	case "lock", "unlock", holdLockCommand:
 		return runLockCommand(ctx, args[0], args[1:], stdout)
 	case "version":
-		fmt.Fprintf(stdout, "litefs %s (commit %s)\n", Version, Commit)
-		return nil
+		return runVersion(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
 	return &usageError{msg: fmt.Sprintf("unknown command %q", args[0])}
+}
+
+// runVersion implements "litefs version": it takes no arguments but -h.
+func runVersion(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprintln(stdout, "Usage:\n  litefs version\n\nPrints the version and the commit it was built from.")
+			return nil
+		}
+		return &usageError{msg: fmt.Sprintf("version: unexpected argument %q (version takes none)", args[0])}
+	}
+	fmt.Fprintf(stdout, "litefs %s (commit %s)\n", Version, Commit)
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -27,24 +28,31 @@ type mountFlags struct {
 	cmd         []string // after "--": replaces the config's exec list
 }
 
-func parseMountFlags(args []string) (*mountFlags, error) {
-	var mf mountFlags
+// mountSynopsis is the usage line of "litefs mount".
+const mountSynopsis = "litefs mount [-config PATH] [-no-expand-env] [-with-lock] [-- CMD ARGS...]"
+
+// parseMountFlags parses the flags of "litefs mount". With -h it prints the
+// command's help to stdout and reports help (exit 0, like every command).
+func parseMountFlags(args []string, stdout io.Writer) (mf *mountFlags, help bool, err error) {
+	mf = &mountFlags{}
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, by run
 	fs.StringVar(&mf.configPath, "config", "", "path to litefs.yml (default: ./litefs.yml, ~/litefs.yml, /etc/litefs.yml)")
 	fs.BoolVar(&mf.noExpandEnv, "no-expand-env", false, "do not expand environment variables in the config")
 	fs.BoolVar(&mf.withLock, "with-lock", false, "run the command after -- (or exec) while holding the HALT lock on every database")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, &usageError{msg: "mount: help requested"}
+			printCommandHelp(fs, mountSynopsis, stdout)
+			return nil, true, nil
 		}
-		return nil, &usageError{msg: "mount: " + err.Error()}
+		return nil, false, &usageError{msg: "mount: " + err.Error()}
 	}
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
 	}
 	mf.cmd = rest
-	return &mf, nil
+	return mf, false, nil
 }
 
 // loadMountConfig finds, loads and validates the configuration.
@@ -98,9 +106,9 @@ func newLogger(c LogConfig) *slog.Logger {
 }
 
 // runMount is "litefs mount": open the store, mount, serve until a signal.
-func runMount(ctx context.Context, args []string) error {
-	mf, err := parseMountFlags(args)
-	if err != nil {
+func runMount(ctx context.Context, args []string, stdout io.Writer) error {
+	mf, help, err := parseMountFlags(args, stdout)
+	if help || err != nil {
 		return err
 	}
 	cfg, err := loadMountConfig(mf)
