@@ -182,3 +182,53 @@ func journalModeNamed(t *testing.T, name string) journalMode {
 	t.Fatalf("no journal mode %q", name)
 	return journalMode{}
 }
+
+// TestMount_UnimplementedCallsFailWithTheErrnoCallersExpect checks what a
+// program sees for calls the mount does not implement: the usual errno of
+// a file system without the feature (the kernel turns the daemon's ENOSYS
+// into it), never ENOTDIR on a file. Before docs/fuse-opcodes.md's audit an
+// ioctl on a file failed with ENOTDIR and truncate(2) of a -pos file
+// "succeeded" without changing it.
+func TestMount_UnimplementedCallsFailWithTheErrnoCallersExpect(t *testing.T) {
+	RequireFUSE(t)
+	n := StartNode(t, NodeOptions{})
+	db := openModeDB(t, n, "calls.db", journalModeNamed(t, "delete"))
+	mustExec(t, db, "CREATE TABLE t(v TEXT)")
+	f, err := os.OpenFile(n.DBPath("calls.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	local := n.DBPath("calls.db-mj0123456789") // a super-journal: a local file
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		call func() error
+		want error // nil: success
+	}{
+		{"ioctl(FS_IOC_GETFLAGS) on a database", func() error { _, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS); return err }, unix.ENOTTY},
+		{"fallocate", func() error { return unix.Fallocate(fd, 0, 0, 1<<20) }, unix.EOPNOTSUPP},
+		{"getxattr", func() error { _, err := unix.Getxattr(f.Name(), "user.x", make([]byte, 16)); return err }, unix.EOPNOTSUPP},
+		{"readlink of a database", func() error { _, err := unix.Readlink(f.Name(), make([]byte, 16)); return err }, unix.EINVAL},
+		{"rmdir of a database", func() error { return unix.Rmdir(f.Name()) }, unix.ENOTDIR},
+		{"truncate of a -pos file", func() error { return unix.Truncate(n.DBPath("calls.db-pos"), 0) }, unix.EACCES},
+		{"renameat2(RENAME_NOREPLACE)", func() error {
+			return unix.Renameat2(unix.AT_FDCWD, local, unix.AT_FDCWD, local+"0", unix.RENAME_NOREPLACE)
+		}, unix.EINVAL},
+		{"open(O_TMPFILE) in the root", func() error {
+			fd, err := unix.Open(n.MountDir, unix.O_TMPFILE|unix.O_RDWR, 0o644)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}, unix.EOPNOTSUPP},
+		{"syncfs", func() error { return unix.Syncfs(fd) }, nil},
+	} {
+		if err := bounded(tt.name, tt.call); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}
