@@ -8,7 +8,8 @@ import (
 	"bazil.org/fuse/fs"
 )
 
-// dispatch answers one request. Every path responds exactly once.
+// dispatch answers one request. Every path responds exactly once, except
+// NOTIFY_REPLY, which expects no answer.
 func (s *server) dispatch(req fuse.Request) {
 	ctx := context.Background()
 	switch r := req.(type) {
