@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,10 +19,33 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	lhttp "github.com/litefs/litefs/http"
 )
 
 // defaultURL is the daemon's API address when -url is not given.
 const defaultURL = "http://localhost:20202"
+
+// Environment variables naming the PEM files the CLI uses to reach a daemon
+// serving HTTPS (docs/tls.md): the CA to verify it against (the system
+// roots if unset) and, for a daemon with http.tls.ca, a client certificate
+// and its key.
+const (
+	tlsCAEnv   = "LITEFS_TLS_CA"
+	tlsCertEnv = "LITEFS_TLS_CERT"
+	tlsKeyEnv  = "LITEFS_TLS_KEY"
+)
+
+// cliTLS loads the CLI's TLS files from the environment, nil if none is set.
+func cliTLS() (*tls.Config, error) {
+	t, err := lhttp.LoadTLS(lhttp.TLSFiles{
+		CA: os.Getenv(tlsCAEnv), Cert: os.Getenv(tlsCertEnv), Key: os.Getenv(tlsKeyEnv), Env: true,
+	})
+	if err != nil || t == nil {
+		return nil, err
+	}
+	return t.Client, nil
+}
 
 // authTokenEnv names the environment variable holding the bearer token sent
 // to a daemon configured with http.auth-token.
@@ -75,6 +99,7 @@ func printCommandHelp(fs *flag.FlagSet, synopsis string, w io.Writer) {
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
 	fmt.Fprintf(w, "\nSet %s when the daemon has http.auth-token; it is sent as \"Authorization: Bearer <token>\".\n", authTokenEnv)
+	fmt.Fprintf(w, "For a daemon serving HTTPS (http.tls) use -url https://...; set %s to its CA file, and %s and %s to a client certificate and key when it has http.tls.ca.\n", tlsCAEnv, tlsCertEnv, tlsKeyEnv)
 }
 
 // apiClient calls the HTTP API of one litefs daemon.
@@ -95,6 +120,13 @@ func newAPIClient(cmd, rawURL string) (*apiClient, error) {
 	u.RawQuery, u.Fragment = "", ""
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tlsConf, err := cliTLS()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	if tlsConf != nil {
+		tr.TLSClientConfig = tlsConf
+	}
 	return &apiClient{
 		base:  u,
 		token: os.Getenv(authTokenEnv),
