@@ -72,7 +72,9 @@ func LoadTLS(f TLSFiles) (*TLS, error) {
 		if err := checkLeaf(cert, f, pool); err != nil {
 			return nil, err
 		}
-		client.Certificates = []tls.Certificate{cert}
+		// Present the certificate whatever CAs the server names: a peer
+		// with another CA then logs why it refused this node.
+		client.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 		server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		if pool != nil {
 			server.ClientCAs = pool
