@@ -199,3 +199,33 @@ func waitLog(t *testing.T, logs *syncBuffer, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServerErrorLog_ExplainsHandshakeRefusals proves that each kind of
+// failed handshake net/http reports becomes one line saying why, and that
+// abandoned handshakes (port probes) stay out of the warnings.
+func TestServerErrorLog_ExplainsHandshakeRefusals(t *testing.T) {
+	tests := []struct {
+		name, line, want string
+	}{
+		{"other CA", "http: TLS handshake error from 10.0.0.7:5: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+			`level=WARN msg="TLS: refused a connection: the peer's certificate is not signed by http.tls.ca" remote=10.0.0.7:5`},
+		{"no certificate", "http: TLS handshake error from 10.0.0.7:5: tls: client didn't provide a certificate",
+			`level=WARN msg="TLS: refused a connection: the peer presented no certificate`},
+		{"plain HTTP", "http: TLS handshake error from 10.0.0.7:5: client sent an HTTP request to an HTTPS server",
+			`level=WARN msg="TLS: refused a connection: the peer speaks plain HTTP to this HTTPS address`},
+		{"peer refused ours", "http: TLS handshake error from 10.0.0.7:5: remote error: tls: bad certificate",
+			`level=WARN msg="TLS: refused a connection: the peer refused this node's certificate`},
+		{"probe", "http: TLS handshake error from 10.0.0.7:5: EOF", `level=DEBUG msg="TLS handshake failed" remote=10.0.0.7:5 reason=EOF`},
+		{"other server errors", "http: superfluous response.WriteHeader call", `level=DEBUG msg="http server: http: superfluous`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf syncBuffer
+			l := newServerErrorLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			l.Print(tt.line)
+			if got := buf.String(); !strings.Contains(got, tt.want) || strings.Count(got, "\n") != 1 {
+				t.Errorf("logged %q, want one line containing %q", got, tt.want)
+			}
+		})
+	}
+}
