@@ -29,7 +29,8 @@ func (n *Node) HTTPClient() *http.Client {
 	if cert, err := tls.LoadX509KeyPair(f.Cert, f.Key); err == nil {
 		conf.Certificates = []tls.Certificate{cert}
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
+	// No keep-alive: callers poll with a new client each time.
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
 }
 
 // TLSEnv returns the LITEFS_TLS_* environment of a CLI talking to n.
