@@ -55,9 +55,22 @@ func TestTLS_ReplicatesAndForwardsHaltWritesOverMutualTLS(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "replica") {
 		t.Errorf("litefs status over TLS: exit %d\n%s", code, out)
 	}
-	code, out = runCLI(t, 30*time.Second, nil, "status", "-url", r.URL())
-	if code == 0 {
-		t.Errorf("litefs status without LITEFS_TLS_* succeeded against a server requiring client certificates:\n%s", out)
+	for _, c := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"no CA", nil, "set LITEFS_TLS_CA to the CA file"},
+		{"no client certificate", r.TLSEnv()[:1], "it requires a client certificate; set LITEFS_TLS_CERT and LITEFS_TLS_KEY"},
+		{"plain HTTP URL", r.TLSEnv(), "Client sent an HTTP request to an HTTPS server"},
+	} {
+		u := r.URL()
+		if c.name == "plain HTTP URL" {
+			u = "http://" + r.Addr
+		}
+		if code, out := runCLI(t, 30*time.Second, c.env, "status", "-url", u); code == 0 || !strings.Contains(out, c.want) {
+			t.Errorf("litefs status, %s: exit %d, want a failure saying %q:\n%s", c.name, code, c.want, out)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -162,13 +163,33 @@ func (c *apiClient) do(req *http.Request) (*http.Response, error) {
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return nil, fmt.Errorf("cannot reach litefs at %s: %v (is litefs mount running?)", c.base, err)
+		return nil, fmt.Errorf("cannot reach litefs at %s: %v (%s)", c.base, err, reachHint(err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		return nil, c.newAPIError(resp)
 	}
 	return resp, nil
+}
+
+// reachHint says what to check after a failed request: the TLS settings
+// for a TLS failure (docs/tls.md), else whether the daemon runs.
+func reachHint(err error) string {
+	var verr *tls.CertificateVerificationError
+	var herr x509.HostnameError
+	var oerr *net.OpError
+	var rerr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &herr):
+		return "the daemon's certificate does not name the host of -url: use a host it names, e.g. localhost"
+	case errors.As(err, &verr):
+		return fmt.Sprintf("the daemon's certificate is not trusted: set %s to the CA file of its http.tls.ca", tlsCAEnv)
+	case errors.As(err, &oerr) && oerr.Op == "remote error":
+		return fmt.Sprintf("the daemon refused the TLS handshake: with http.tls.ca it requires a client certificate; set %s and %s", tlsCertEnv, tlsKeyEnv)
+	case errors.As(err, &rerr):
+		return "the daemon does not speak TLS: use -url http://"
+	}
+	return "is litefs mount running?"
 }
 
 // apiError is a non-2xx answer from the daemon.
