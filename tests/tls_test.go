@@ -2,6 +2,7 @@ package tests
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,39 @@ func TestTLS_HandoffOverMutualTLS(t *testing.T) {
 		t.Fatalf("the promoted node refused a write: %v", err)
 	}
 	waitConverged(t, ConvergeTimeout, n2, []*Node{n1}, "app.db")
+}
+
+// TestTLS_WithoutCAVerifiesPeersAgainstTheSystemRoots runs nodes with
+// http.tls cert and key but no ca: HTTPS without client certificates,
+// peers verified against the system roots (here SSL_CERT_FILE, which Go
+// reads as the system roots on Linux). A replica whose system roots lack
+// the CA refuses the primary and says so.
+func TestTLS_WithoutCAVerifiesPeersAgainstTheSystemRoots(t *testing.T) {
+	RequireFUSE(t)
+	ca := tlstest.NewCA(t, "public")
+	// noCA returns a node's cert and key without ca, and its environment
+	// with roots as the system roots.
+	noCA := func(name, roots string) (*tlstest.Files, []string) {
+		f := tlsFiles(t, ca, name)
+		if roots == "" {
+			roots = f.CA
+		}
+		f.CA = ""
+		return f, []string{"SSL_CERT_FILE=" + roots, "SSL_CERT_DIR=" + t.TempDir()}
+	}
+	pf, penv := noCA("p", "")
+	p := StartNode(t, NodeOptions{Name: "p", TLS: pf, Env: penv})
+	rf, renv := noCA("r", "")
+	r := StartNode(t, NodeOptions{Name: "r", Primary: p, TLS: rf, Env: renv})
+	pdb := OpenDB(t, p.DBPath("app.db"), "")
+	mustExec(t, pdb, "CREATE TABLE t(id INTEGER PRIMARY KEY)")
+	waitConverged(t, ConvergeTimeout, p, []*Node{r}, "app.db")
+
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lf, lenv := noCA("lost", empty)
+	lost := StartNode(t, NodeOptions{Name: "lost", Primary: p, TLS: lf, Env: lenv})
+	waitLogLine(t, lost, "the TLS certificate of the primary does not verify against http.tls.ca (or the system roots without one)", 15*time.Second)
 }
