@@ -117,7 +117,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
-	if warn := lhttp.OpenAPIWarning(cfg.HTTP.Addr, cfg.HTTP.AuthToken); warn != "" {
+	if warn := lhttp.OpenAPIWarning(cfg.HTTP.Addr, cfg.HTTP.AuthToken, cfg.HTTP.TLS.CA != ""); warn != "" {
 		log.Warn("the node API is open to the network: " + warn)
 	} else if cfg.HTTP.authTokenSource != "" {
 		log.Info("API requests need the auth token", "from", cfg.HTTP.authTokenSource)
