@@ -222,3 +222,28 @@ func copyFile(t *testing.T, src, dst string) {
 		t.Fatalf("close %s: %v", dst, err)
 	}
 }
+
+// TestSideFiles_AdoptedHotJournalRolledBackAtRestart: a daemon restarted
+// before any SQLite opened the copied-in database rolls the adopted journal
+// back itself (recovery), and records that content, not the half-written
+// copy, as the first transaction.
+func TestSideFiles_AdoptedHotJournalRolledBackAtRestart(t *testing.T) {
+	RequireFUSE(t)
+	p := StartNode(t, NodeOptions{})
+	src := filepath.Join(t.TempDir(), "src.db")
+	conn := openSourceConn(t, src, sideFileCases[0].params)
+	openHotJournal(t, conn)
+	plain := filepath.Join(t.TempDir(), "plain.db")
+	for _, dst := range []string{plain, p.DBPath("restart.db")} {
+		copyFile(t, src+"-journal", dst+"-journal")
+		copyFile(t, src, dst)
+	}
+	p.Restart(t)
+	if got := readPos(t, p, "restart.db"); got.txid != 1 {
+		t.Fatalf("after restart: TXID %d, want 1 (the rolled-back content)", got.txid)
+	}
+	requireReplicaFileMatchesPos(t, p, "restart.db")
+	if got, want := checkedDigest(t, p.DBPath("restart.db")), checkedDigest(t, plain); got != want {
+		t.Fatalf("after restart: digest %s, want %s (the plain directory's)", got, want)
+	}
+}
