@@ -15,7 +15,7 @@ import (
 // db.mu is held.
 func (db *DB) commitWAL() error {
 	f := db.file(FileWAL)
-	if f == nil || db.opts.Passthrough {
+	if f == nil || db.opts.Passthrough || db.walAdopted.Load() {
 		return nil
 	}
 	var hb [WALHeaderSize]byte

@@ -271,6 +271,7 @@ func (db *DB) Remove(kind FileKind) error {
 			return err
 		}
 		db.resetWAL()
+		db.walAdopted.Store(false)
 	case FileDatabase, FileLock:
 		return fmt.Errorf("remove %s %s: not a side file", db.name, kind)
 	}
@@ -323,11 +324,21 @@ func (db *DB) commitUnjournaled() error {
 }
 
 // HandleClosed is called when an open file description of kind is released.
+// Closing the database also activates an adopted WAL (sidefiles.go): the
+// database file written so far is its base.
 func (db *DB) HandleClosed(kind FileKind) error {
-	if kind == FileDatabase {
-		return db.commitUnjournaled()
+	if kind != FileDatabase {
+		return nil
 	}
-	return nil
+	if err := db.commitUnjournaled(); err != nil {
+		return err
+	}
+	if !db.walAdopted.Load() {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.activateAdoptedWAL()
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
