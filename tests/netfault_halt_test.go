@@ -1,0 +1,97 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	litefsgo "github.com/superfly/litefs-go"
+)
+
+// Network faults around the HALT lock (SPEC 8.3, issue 14 item 7b): a
+// replica that holds the HALT and is committing is cut off by a partition.
+
+// TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary: a
+// replica holds the HALT and commits in a loop when its network is
+// blackholed. Its in-flight commit and the next one fail, the primary is
+// writable again within halt.ttl, and after the partition heals the three
+// nodes hold every acknowledged row at the same position and checksum.
+func TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary(t *testing.T) {
+	RequireFUSE(t)
+	p, rs, pxs, pdb := startProxiedCluster(t, 2)
+	r := rs[0]
+	rdb := OpenDB(t, r.DBPath("f.db"), "")
+	f, err := os.OpenFile(r.DBPath("f.db")+"-lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := litefsgo.Halt(f); err != nil {
+		t.Fatalf("Halt: %v", err)
+	}
+
+	var log commitLog
+	var committed atomic.Int64
+	writerDone := make(chan struct{})
+	go func() { // commits until the first failure
+		defer close(writerDone)
+		for i := 0; ; i++ {
+			if err := log.insert(rdb, fmt.Sprintf("r1-%d", i)); err != nil {
+				return
+			}
+			committed.Add(1)
+		}
+	}()
+	waitFor(t, 30*time.Second, "10 forwarded commits", func() bool { return committed.Load() >= 10 })
+
+	start := time.Now()
+	pxs[0].Blackhole()
+	took := primaryWritableAfter(t, pdb, start, netHaltTTL+time.Second)
+	t.Logf("primary writable %s after the holder was blackholed (halt.ttl %s)", took, netHaltTTL)
+
+	select {
+	case <-writerDone:
+	case <-time.After(netHaltTTL + 3*time.Second):
+		pxs[0].Heal()
+		t.Fatalf("the holder's in-flight commit has not returned %s after the partition", time.Since(start))
+	}
+	failedAt := time.Since(start)
+	acked, failed := log.snapshot()
+	t.Logf("holder: %d commits acknowledged, in-flight commit failed %s after the partition: %v", len(acked), failedAt, log.errs)
+
+	// The next commit under the partitioned HALT fails too and leaves nothing.
+	if err := log.insert(rdb, "r1-next"); err == nil {
+		t.Error("a commit under a HALT cut off by a partition succeeded")
+	}
+	pxs[0].Heal()
+	if err := litefsgo.Unhalt(f); err != nil {
+		t.Errorf("Unhalt of the expired HALT: %v, want a no-op", err)
+	}
+	mustExec(t, pdb, "INSERT INTO t(v) VALUES ('primary after heal')")
+
+	all := []*Node{p, rs[0], rs[1]}
+	at := requireConvergedFiles(t, p, rs, "f.db")
+	acked, failed = log.snapshot()
+	present := requireSameRowsEverywhere(t, all, "f.db", append(acked, "primary after heal"), failed)
+	for _, v := range present {
+		if v != failed[0] {
+			t.Errorf("the failed commit %q is on every node; only the in-flight one (%q) may be", v, failed[0])
+		}
+	}
+	t.Logf("converged at %s; failed commits present everywhere (outcome unknown to the holder): %v", at, present)
+	requireNoPanic(t, all...)
+}
+
+// waitFor polls cond every 10 ms and fails the test after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
