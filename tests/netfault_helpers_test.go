@@ -41,13 +41,14 @@ func startProxy(t *testing.T, target string) *faultproxy.Proxy {
 func startProxiedReplica(t *testing.T, p *Node, name string) (*Node, *faultproxy.Proxy) {
 	t.Helper()
 	px := startProxy(t, p.Addr)
-	return startReplicaVia(t, p, px, name), px
+	return startReplicaVia(t, p, px, name, ""), px
 }
 
-// startReplicaVia starts a static replica of p whose advertise-url is px.
-func startReplicaVia(t *testing.T, p *Node, px *faultproxy.Proxy, name string) *Node {
+// startReplicaVia starts a static replica of p whose advertise-url is px;
+// leaseExtra is appended to its lease section (indented lines).
+func startReplicaVia(t *testing.T, p *Node, px *faultproxy.Proxy, name, leaseExtra string) *Node {
 	t.Helper()
-	lease := fmt.Sprintf("lease:\n  type: static\n  candidate: false\n  hostname: %q\n  advertise-url: %q\n", p.Name, px.URL())
+	lease := fmt.Sprintf("lease:\n  type: static\n  candidate: false\n  hostname: %q\n  advertise-url: %q\n", p.Name, px.URL()) + leaseExtra
 	return StartNode(t, NodeOptions{Name: name, Lease: lease, Extra: netFaultExtra})
 }
 
