@@ -22,6 +22,7 @@ type link struct {
 	server     net.Conn // nil until dialled
 	closed     bool
 	budget     int64  // down bytes still allowed; <0 unlimited
+	upBudget   int64  // up bytes still allowed; <0 unlimited
 	loseAnswer bool   // cut before the next down byte
 	tail       []byte // last up bytes, to match a pattern across reads
 }
@@ -35,7 +36,7 @@ type chunk struct {
 // serve runs one accepted connection until either side or a fault ends it.
 func (p *Proxy) serve(c net.Conn) {
 	defer p.wg.Done()
-	l := &link{p: p, client: c, done: make(chan struct{})}
+	l := &link{p: p, client: c, done: make(chan struct{}), upBudget: -1}
 	p.mu.Lock()
 	if p.closed || p.mode == Cutting {
 		if !p.closed {
@@ -74,16 +75,26 @@ func (p *Proxy) serve(c net.Conn) {
 	wg.Wait()
 }
 
-// close closes both connections once; it reports whether this call did.
-func (l *link) close() bool {
+// close closes both connections once.
+func (l *link) close() { l.closeAs(false) }
+
+// cut closes the link as a fault, counted before the peers can see it.
+func (l *link) cut() { l.closeAs(true) }
+
+func (l *link) closeAs(fault bool) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return false
+		return
 	}
 	l.closed = true
 	s := l.server
 	l.mu.Unlock()
+	if fault {
+		l.p.mu.Lock()
+		l.p.stats.Cuts++
+		l.p.mu.Unlock()
+	}
 	close(l.done)
 	l.client.Close()
 	if s != nil {
@@ -92,16 +103,6 @@ func (l *link) close() bool {
 	l.p.mu.Lock()
 	delete(l.p.links, l)
 	l.p.mu.Unlock()
-	return true
-}
-
-// cut closes the link as a fault and counts it.
-func (l *link) cut() {
-	if l.close() {
-		l.p.mu.Lock()
-		l.p.stats.Cuts++
-		l.p.mu.Unlock()
-	}
 }
 
 func (l *link) setBudget(n int64) {
@@ -198,25 +199,29 @@ func (l *link) delay(at time.Time) bool {
 }
 
 // filter returns the part of data to forward and whether to cut the link
-// after it: an up chunk may arm a lost answer; a down chunk spends the
-// byte budget and is dropped if its answer is to be lost.
+// after it: an up chunk may fire a trigger and spends the request budget;
+// a down chunk spends the byte budget and is dropped if its answer is to
+// be lost.
 func (l *link) filter(up bool, data []byte) ([]byte, bool) {
 	if up {
-		l.matchAnswer(data)
-		return data, false
+		l.matchTriggers(data)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		data, cut := spend(&l.upBudget, data)
+		if cut {
+			l.p.mu.Lock()
+			l.p.stats.Truncated++
+			l.p.mu.Unlock()
+		}
+		return data, cut
 	}
 	l.mu.Lock()
 	lose := l.loseAnswer
 	cut := false
-	switch {
-	case lose:
+	if lose {
 		data = nil
-	case l.budget < 0:
-	case int64(len(data)) > l.budget:
-		data, cut = data[:l.budget], true
-		l.budget = 0
-	default:
-		l.budget -= int64(len(data))
+	} else {
+		data, cut = spend(&l.budget, data)
 	}
 	l.mu.Unlock()
 	if lose {
@@ -227,28 +232,50 @@ func (l *link) filter(up bool, data []byte) ([]byte, bool) {
 	return data, cut || lose
 }
 
-// matchAnswer arms l to lose its answer if data (with the end of what came
-// before) contains the armed pattern and connections are still to lose one.
-func (l *link) matchAnswer(data []byte) {
+// spend takes data from a byte budget (<0: unlimited) and reports whether
+// the budget ran out before the end of data.
+func spend(budget *int64, data []byte) ([]byte, bool) {
+	switch {
+	case *budget < 0:
+		return data, false
+	case int64(len(data)) > *budget:
+		data = data[:*budget]
+		*budget = 0
+		return data, true
+	}
+	*budget -= int64(len(data))
+	return data, false
+}
+
+// matchTriggers fires the armed triggers whose pattern data (with the end
+// of what came before) contains: a lost answer, or a request budget
+// counted from the start of data.
+func (l *link) matchTriggers(data []byte) {
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
-	pat := l.p.answer
-	if l.p.answers <= 0 || len(pat) == 0 {
+	if len(l.p.triggers) == 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.loseAnswer {
-		return
-	}
 	buf := append(l.tail, data...)
-	if bytes.Contains(buf, pat) {
-		l.loseAnswer = true
-		l.p.answers--
-		l.tail = nil
-		return
+	keep := 0
+	for _, tr := range l.p.triggers {
+		keep = max(keep, len(tr.pattern)-1)
+		if tr.count <= 0 || !bytes.Contains(buf, tr.pattern) {
+			continue
+		}
+		switch {
+		case tr.upBytes < 0 && !l.loseAnswer:
+			l.loseAnswer = true
+		case tr.upBytes >= 0 && l.upBudget < 0:
+			l.upBudget = tr.upBytes
+		default:
+			continue
+		}
+		tr.count--
 	}
-	if keep := len(pat) - 1; len(buf) > keep {
+	if len(buf) > keep {
 		buf = buf[len(buf)-keep:]
 	}
 	l.tail = append([]byte(nil), buf...)

@@ -2,7 +2,8 @@
 // faults between two endpoints, for tests: it listens on 127.0.0.1, forwards
 // every connection to one target, and can cut connections, stall them like a
 // network partition (a blackhole), add latency, cut a connection after a
-// number of bytes, or lose the answer to a request it recognises.
+// number of bytes, lose the answer to a request it recognises, or cut such
+// a request part way.
 //
 // Directions are named from the client's point of view: "up" is client to
 // target (requests), "down" is target to client (answers, streams).
@@ -63,9 +64,8 @@ type Proxy struct {
 	changed  chan struct{} // closed and replaced whenever the mode changes
 	mode     Mode
 	latency  time.Duration
-	cutAfter int64 // down bytes per connection before a cut; <0 none
-	answer   []byte
-	answers  int // connections still to lose their answer after sending answer
+	cutAfter int64      // down bytes per connection before a cut; <0 none
+	triggers []*trigger // armed request patterns
 	links    map[*link]struct{}
 	stats    Stats
 	closed   bool
@@ -75,8 +75,18 @@ type Proxy struct {
 // Stats counts what the proxy did.
 type Stats struct {
 	Accepted    int // connections accepted from clients
-	Cuts        int // connections closed by a fault (mode, byte budget or lost answer)
-	LostAnswers int // connections cut because they sent the armed request
+	Cuts        int // connections closed by a fault (mode, byte budget or trigger)
+	LostAnswers int // connections cut before the answer to an armed request
+	Truncated   int // connections cut part way through an armed request
+}
+
+// trigger is an armed request pattern: the next count connections that
+// send pattern lose their answer (upBytes < 0) or are cut after upBytes
+// bytes from the read that carried it.
+type trigger struct {
+	pattern []byte
+	count   int
+	upBytes int64
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) forwarding to target
@@ -173,11 +183,30 @@ func (p *Proxy) CutAfterBytes(n int64) {
 // the client to the target (e.g. []byte("POST /tx?")): such a connection
 // forwards the rest of what the client sends but is cut before the first
 // byte of the target's answer reaches the client. count <= 0 disarms it.
-func (p *Proxy) LoseAnswers(pattern []byte, count int) {
+func (p *Proxy) LoseAnswers(pattern []byte, count int) { p.arm(pattern, count, -1) }
+
+// TruncateRequests arms the next count connections that forward pattern
+// from the client: such a connection forwards n bytes from the read that
+// carried the pattern (its start included) and is then cut, so the target
+// gets part of the request. count <= 0 disarms it.
+func (p *Proxy) TruncateRequests(pattern []byte, n int64, count int) {
+	p.arm(pattern, count, max(n, 0))
+}
+
+// arm replaces the trigger of the same kind (answer or truncation).
+func (p *Proxy) arm(pattern []byte, count int, upBytes int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.answer = append([]byte(nil), pattern...)
-	p.answers = max(count, 0)
+	kept := p.triggers[:0]
+	for _, tr := range p.triggers {
+		if (tr.upBytes < 0) != (upBytes < 0) {
+			kept = append(kept, tr)
+		}
+	}
+	p.triggers = kept
+	if count > 0 && len(pattern) > 0 {
+		p.triggers = append(p.triggers, &trigger{pattern: append([]byte(nil), pattern...), count: count, upBytes: upBytes})
+	}
 }
 
 // Close stops listening and closes every connection.

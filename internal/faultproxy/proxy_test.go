@@ -68,6 +68,18 @@ func (e *echoServer) received() string {
 	return e.got.String()
 }
 
+// waitReceived waits up to a second for the target to have received want.
+func waitReceived(t *testing.T, e *echoServer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for e.received() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("target received %q, want %q", e.received(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // dial connects to the proxy and closes the connection at the end.
 func dial(t *testing.T, p *Proxy) net.Conn {
 	t.Helper()
@@ -200,13 +212,26 @@ func TestProxy(t *testing.T) {
 				t.Fatal(err)
 			}
 			requireClosed(t, c, "")
-			if got := e.received(); got != "GET /stream\nPOST /tx?name=a\n" {
-				t.Fatalf("target received %q, want both requests", got)
-			}
+			waitReceived(t, e, "GET /stream\nPOST /tx?name=a\n")
 			requireEcho(t, plain, "still open")
 			requireEcho(t, dial(t, p), "POST /tx?name=b\n") // only one armed
 			if s := p.Stats(); s.LostAnswers != 1 || s.Cuts != 1 {
 				t.Fatalf("stats %+v, want 1 lost answer and 1 cut", s)
+			}
+		}},
+		{"TruncateRequestsForwardsOnlyNBytesOfTheRequest", func(t *testing.T, p *Proxy, e *echoServer) {
+			p.TruncateRequests([]byte("POST /tx"), 12, 1)
+			plain := dial(t, p)
+			requireEcho(t, plain, "GET /stream\n")
+			c := dial(t, p)
+			if _, err := c.Write([]byte("POST /tx?name=a body")); err != nil {
+				t.Fatal(err)
+			}
+			requireClosed(t, c, "") // the echo of the 12 bytes comes too late
+			waitReceived(t, e, "GET /stream\nPOST /tx?nam")
+			requireEcho(t, dial(t, p), "POST /tx?name=b body") // only one armed
+			if s := p.Stats(); s.Truncated != 1 || s.Cuts != 1 {
+				t.Fatalf("stats %+v, want 1 truncated request and 1 cut", s)
 			}
 		}},
 		{"DropConnectionsKeepsAcceptingNewOnes", func(t *testing.T, p *Proxy, e *echoServer) {
@@ -257,9 +282,9 @@ func TestProxyMatchesAPatternSplitAcrossReads(t *testing.T) {
 	p.SetLatency(20 * time.Millisecond)
 	p.LoseAnswers([]byte("POST /tx"), 1)
 	c := dial(t, p)
-	l := &link{p: p}
-	l.matchAnswer([]byte("xxPOS"))
-	l.matchAnswer([]byte("T /tx?"))
+	l := &link{p: p, upBudget: -1}
+	l.matchTriggers([]byte("xxPOS"))
+	l.matchTriggers([]byte("T /tx?"))
 	if !l.loseAnswer {
 		t.Fatal("a pattern split over two reads was not matched")
 	}
