@@ -87,7 +87,7 @@ func (l *commitLog) insert(db *sql.DB, v string) error {
 	defer l.mu.Unlock()
 	if err != nil {
 		l.failed = append(l.failed, v)
-		l.errs = append(l.errs, fmt.Sprintf("%s: %v", v, err))
+		l.errs = append(l.errs, fmt.Sprintf("%.24s: %v", v, err))
 		return err
 	}
 	l.acked = append(l.acked, v)
