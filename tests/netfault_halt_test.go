@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs/litefs/internal/faultproxy"
 	litefsgo "github.com/superfly/litefs-go"
 )
 
@@ -14,12 +15,27 @@ import (
 // replica that holds the HALT and is committing is cut off by a partition.
 
 // TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary: a
-// replica holds the HALT and commits in a loop when its network is
-// blackholed. Its in-flight commit and the next one fail, the primary is
-// writable again within halt.ttl, and after the partition heals the three
-// nodes hold every acknowledged row at the same position and checksum.
+// replica holds the HALT and commits in a loop when its network fails,
+// silently (a blackhole: connections stall) or loudly (every connection
+// cut and refused). Its in-flight commit and the next one fail, the
+// primary is writable again within halt.ttl, and after the network heals
+// the three nodes hold every acknowledged row at the same position and
+// checksum.
 func TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary(t *testing.T) {
 	RequireFUSE(t)
+	for _, tc := range []struct {
+		name  string
+		fault func(*faultproxy.Proxy)
+	}{
+		{"blackhole", (*faultproxy.Proxy).Blackhole},
+		{"cut", (*faultproxy.Proxy).Cut},
+	} {
+		t.Run(tc.name, func(t *testing.T) { partitionHaltHolder(t, tc.fault) })
+	}
+}
+
+// partitionHaltHolder is that test for one kind of fault.
+func partitionHaltHolder(t *testing.T, fault func(*faultproxy.Proxy)) {
 	p, rs, pxs, pdb := startProxiedCluster(t, 2)
 	r := rs[0]
 	rdb := OpenDB(t, r.DBPath("f.db"), "")
@@ -47,21 +63,18 @@ func TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary(t *test
 	waitFor(t, 30*time.Second, "10 forwarded commits", func() bool { return committed.Load() >= 10 })
 
 	start := time.Now()
-	pxs[0].Blackhole()
+	fault(pxs[0])
 	took := primaryWritableAfter(t, pdb, start, netHaltTTL+time.Second)
-	t.Logf("primary writable %s after the holder was blackholed (halt.ttl %s)", took, netHaltTTL)
-
 	select {
 	case <-writerDone:
 	case <-time.After(netHaltTTL + 3*time.Second):
 		pxs[0].Heal()
-		t.Fatalf("the holder's in-flight commit has not returned %s after the partition", time.Since(start))
+		t.Fatalf("the holder's in-flight commit has not returned %s after the fault", time.Since(start))
 	}
-	failedAt := time.Since(start)
-	acked, failed := log.snapshot()
-	t.Logf("holder: %d commits acknowledged, in-flight commit failed %s after the partition: %v", len(acked), failedAt, log.errs)
+	t.Logf("primary writable %s, holder's in-flight commit failed %s after the fault (halt.ttl %s): %v",
+		took, time.Since(start), netHaltTTL, log.errs)
 
-	// The next commit under the partitioned HALT fails too and leaves nothing.
+	// The next commit under the cut-off HALT fails too and leaves nothing.
 	if err := log.insert(rdb, "r1-next"); err == nil {
 		t.Error("a commit under a HALT cut off by a partition succeeded")
 	}
@@ -70,11 +83,19 @@ func TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary(t *test
 		t.Errorf("Unhalt of the expired HALT: %v, want a no-op", err)
 	}
 	mustExec(t, pdb, "INSERT INTO t(v) VALUES ('primary after heal')")
+	requireHealedHolder(t, p, rs, &log, "primary", "primary after heal")
+}
 
-	all := []*Node{p, rs[0], rs[1]}
+// requireHealedHolder checks the end of a partition of the HALT's holder:
+// converged positions and files, every acknowledged row (the holder's and
+// the primary's extra ones) on every node, and of the holder's failed
+// commits at most the first (in flight when the fault struck) applied.
+func requireHealedHolder(t *testing.T, p *Node, rs []*Node, log *commitLog, extra ...string) {
+	t.Helper()
+	all := append([]*Node{p}, rs...)
 	at := requireConvergedFiles(t, p, rs, "f.db")
-	acked, failed = log.snapshot()
-	present := requireSameRowsEverywhere(t, all, "f.db", append(acked, "primary after heal"), failed)
+	acked, failed := log.snapshot()
+	present := requireSameRowsEverywhere(t, all, "f.db", append(acked, extra...), failed)
 	for _, v := range present {
 		if v != failed[0] {
 			t.Errorf("the failed commit %q is on every node; only the in-flight one (%q) may be", v, failed[0])
