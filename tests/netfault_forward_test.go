@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -99,18 +98,7 @@ const truncatedAt = 25
 
 // truncatedRow is that commit's value: 20,000 hexadecimal digits that do
 // not compress, so its forwarded LTX file is much larger than 4 KiB.
-func truncatedRow() string {
-	var b strings.Builder
-	b.WriteString("truncated-")
-	x := uint64(0x9e3779b97f4a7c15)
-	for b.Len() < 20000 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		fmt.Fprintf(&b, "%016x", x)
-	}
-	return b.String()
-}
+func truncatedRow() string { return "truncated-" + randomHex(25, 20000) }
 
 // halter takes and releases the HALT through one descriptor.
 type halter struct {
