@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/litefs/litefs/internal/faultproxy"
 	litefsgo "github.com/superfly/litefs-go"
 )
 
@@ -19,19 +20,19 @@ import (
 const forwardCommits = 40
 
 // TestNetFault_LostForwardAnswersNeitherDivergeNorApplyTwice: a replica
-// holding the HALT commits 40 rows through a proxy with 10 ms of latency
-// that loses the answer to three POST /tx requests, and the replica-to-
-// primary connections are also dropped twice, and one large forward is
-// cut after 4 KiB of its request (it must be applied nowhere). Every COMMIT that returned
-// success is on every node exactly once, no row is there twice, the failed
-// commits are there on all nodes or on none, each row is one TXID, and the
-// three nodes end at the same position and checksum.
+// holding the HALT commits 4 rows through 300 ms of latency each way, then
+// 40 rows through 10 ms of latency while the proxy loses the answer to
+// three POST /tx requests, resets the replica's connections twice and cuts
+// one large forward after 4 KiB of its request (applied nowhere, then).
+// Every COMMIT that returned success is on every node exactly once, no row
+// is there twice, the failed commits are there on all nodes or on none,
+// each row is one TXID, and the three nodes end at the same position and
+// checksum.
 func TestNetFault_LostForwardAnswersNeitherDivergeNorApplyTwice(t *testing.T) {
 	RequireFUSE(t)
 	p, rs, pxs, pdb := startProxiedCluster(t, 2)
 	r, px := rs[0], pxs[0]
 	start := readPos(t, p, "f.db")
-	px.SetLatency(10 * time.Millisecond)
 
 	rdb := OpenDB(t, r.DBPath("f.db"), "")
 	f, err := os.OpenFile(r.DBPath("f.db")+"-lock", os.O_RDWR, 0)
@@ -41,6 +42,8 @@ func TestNetFault_LostForwardAnswersNeitherDivergeNorApplyTwice(t *testing.T) {
 	defer f.Close()
 	var log commitLog
 	h := &halter{f: f}
+	slowHaltCommits(t, px, h, rdb, &log)
+	px.SetLatency(10 * time.Millisecond)
 	for i := 0; i < forwardCommits; i++ {
 		v := fmt.Sprintf("fwd-%d", i)
 		switch i {
@@ -91,6 +94,28 @@ func TestNetFault_LostForwardAnswersNeitherDivergeNorApplyTwice(t *testing.T) {
 		t.Errorf("%d rows, want %d (acknowledged, failed but applied, the primary's)", rows, want)
 	}
 	requireNoPanic(t, all...)
+}
+
+// slowHaltCommits commits 4 rows under one HALT through 300 ms of latency
+// each way, which takes longer than halt.ttl: renewals answered late but
+// within halt.ttl keep the lock, and none of the commits fails.
+func slowHaltCommits(t *testing.T, px *faultproxy.Proxy, h *halter, db *sql.DB, log *commitLog) {
+	t.Helper()
+	px.SetLatency(300 * time.Millisecond)
+	start := time.Now()
+	for i := 0; i < 4; i++ {
+		if err := h.insert(db, log, fmt.Sprintf("slow-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	if _, failed := log.snapshot(); len(failed) > 0 {
+		t.Fatalf("commits under one HALT through 300 ms of latency failed: %v", log.errs)
+	}
+	if took < netHaltTTL {
+		t.Fatalf("4 commits through 300 ms of latency took %s, less than halt.ttl: the latency was not applied", took)
+	}
+	t.Logf("4 commits under one HALT through 300 ms of latency each way: %s", took.Round(time.Millisecond))
 }
 
 // truncatedAt is the commit whose POST /tx is cut after 4 KiB.
