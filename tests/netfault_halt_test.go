@@ -116,3 +116,51 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestNetFault_LostHaltGrantFreesThePrimary: the primary grants a HALT but
+// the answer never reaches the replica. The replica's lock attempt fails,
+// the grant it never saw does not keep the primary from writing beyond
+// halt.ttl, and the next attempt gets the lock and commits.
+func TestNetFault_LostHaltGrantFreesThePrimary(t *testing.T) {
+	RequireFUSE(t)
+	p, rs, pxs, pdb := startProxiedCluster(t, 1)
+	r := rs[0]
+	// The acquire's query ends at name (a renewal adds &renew=true).
+	pxs[0].LoseAnswers([]byte("&name=f.db HTTP/1.1"), 1)
+	f, err := os.OpenFile(r.DBPath("f.db")+"-lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	if err := litefsgo.Halt(f); err == nil {
+		t.Fatal("Halt succeeded although the primary's answer was lost")
+	} else {
+		t.Logf("Halt with the grant lost: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	}
+	if got := pxs[0].Stats().LostAnswers; got != 1 {
+		t.Fatalf("the proxy lost %d answers, want the grant's", got)
+	}
+	took := primaryWritableAfter(t, pdb, start, netHaltTTL+time.Second)
+	t.Logf("primary writable %s after the lost grant (halt.ttl %s)", took, netHaltTTL)
+
+	rdb := OpenDB(t, r.DBPath("f.db"), "")
+	var log commitLog
+	h := &halter{f: f}
+	if err := h.insert(rdb, &log, "after the lost grant"); err != nil {
+		t.Fatal(err)
+	}
+	if acked, _ := log.snapshot(); len(acked) != 1 {
+		t.Fatalf("the commit under the next HALT failed: %v", log.errs)
+	}
+	if err := litefsgo.Unhalt(f); err != nil {
+		t.Fatal(err)
+	}
+	// Last a primary commit: applying it folds the replica's own WAL commit
+	// into its database file, which requireConvergedFiles checksums.
+	mustExec(t, pdb, "INSERT INTO t(v) VALUES ('primary after')")
+	requireConvergedFiles(t, p, rs, "f.db")
+	acked, _ := log.snapshot()
+	requireSameRowsEverywhere(t, []*Node{p, r}, "f.db", append(acked, "primary", "primary after"), nil)
+	requireNoPanic(t, p, r)
+}
