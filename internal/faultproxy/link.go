@@ -51,7 +51,7 @@ func (p *Proxy) serve(c net.Conn) {
 	p.mu.Unlock()
 	defer l.close()
 
-	if !p.gate(l.done) { // a blackhole holds the connection here, unconnected
+	if !p.gate(true, l.done) { // a blackhole holds the connection here, unconnected
 		l.cut()
 		return
 	}
@@ -135,7 +135,7 @@ func (l *link) pump(up bool, from, to net.Conn) {
 		if !l.delay(c.at) {
 			return
 		}
-		if !l.p.gate(l.done) {
+		if !l.p.gate(up, l.done) {
 			l.cut()
 			return
 		}

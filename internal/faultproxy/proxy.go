@@ -32,6 +32,9 @@ const (
 	// network partition does. Heal resumes forwarding where it stopped,
 	// as TCP does once a partition heals.
 	Blackholing
+	// BlackholingAnswers stalls only what the target sends (a one-way
+	// partition): requests still arrive, answers do not.
+	BlackholingAnswers
 )
 
 // String names the mode.
@@ -43,6 +46,8 @@ func (m Mode) String() string {
 		return "cut"
 	case Blackholing:
 		return "blackhole"
+	case BlackholingAnswers:
+		return "blackhole-answers"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -122,6 +127,10 @@ func (p *Proxy) Cut() { p.setMode(Cutting) }
 // Blackhole stalls every connection and holds new ones without forwarding
 // anything, until Heal.
 func (p *Proxy) Blackhole() { p.setMode(Blackholing) }
+
+// BlackholeAnswers stalls what the target sends while requests still
+// reach it, until Heal.
+func (p *Proxy) BlackholeAnswers() { p.setMode(BlackholingAnswers) }
 
 // Heal forwards traffic again; stalled connections resume.
 func (p *Proxy) Heal() { p.setMode(Pass) }
@@ -242,9 +251,10 @@ func (p *Proxy) linksLocked() []*link {
 	return out
 }
 
-// gate blocks while the proxy blackholes and reports whether traffic may
-// flow (false when cutting, closed, or done is closed).
-func (p *Proxy) gate(done <-chan struct{}) bool {
+// gate blocks while the proxy blackholes the direction (up: client to
+// target) and reports whether traffic may flow (false when cutting,
+// closed, or done is closed).
+func (p *Proxy) gate(up bool, done <-chan struct{}) bool {
 	for {
 		p.mu.Lock()
 		mode, closed, changed := p.mode, p.closed, p.changed
@@ -252,7 +262,7 @@ func (p *Proxy) gate(done <-chan struct{}) bool {
 		switch {
 		case closed || mode == Cutting:
 			return false
-		case mode == Pass:
+		case mode == Pass, mode == BlackholingAnswers && up:
 			return true
 		}
 		select {

@@ -157,6 +157,7 @@ func TestProxy(t *testing.T) {
 		{"LatencyDelaysEachDirection", proxyLatencyDelaysEachDirection},
 		{"CutClosesOpenAndNewConnectionsUntilHeal", proxyCutClosesOpenAndNewConnectionsUntilHeal},
 		{"BlackholeStallsUntilHealThenResumes", proxyBlackholeStallsUntilHealThenResumes},
+		{"BlackholeAnswersLetsRequestsThrough", proxyBlackholeAnswersLetsRequestsThrough},
 		{"CutAfterBytesDeliversExactlyNBytes", proxyCutAfterBytesDeliversExactlyNBytes},
 		{"LoseAnswersForwardsTheRequestAndCutsBeforeTheAnswer", proxyLoseAnswersForwardsTheRequestAndCutsBeforeTheAnswer},
 		{"TruncateRequestsForwardsOnlyNBytesOfTheRequest", proxyTruncateRequestsForwardsOnlyNBytesOfTheRequest},
@@ -321,5 +322,26 @@ func proxyCloseEndsEverything(t *testing.T, p *Proxy, e *echoServer) {
 	if c, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
 		c.Close()
 		t.Fatal("the proxy still accepts connections after Close")
+	}
+}
+
+func proxyBlackholeAnswersLetsRequestsThrough(t *testing.T, p *Proxy, e *echoServer) {
+	c := dial(t, p)
+	requireEcho(t, c, "before")
+	p.BlackholeAnswers()
+	requireStalled(t, c, "held")
+	fresh := dial(t, p)
+	requireStalled(t, fresh, "new")
+	waitReceived(t, e, "beforeheldnew")
+	p.Heal()
+	for _, tc := range []struct {
+		c    net.Conn
+		want string
+	}{{c, "held"}, {fresh, "new"}} {
+		_ = tc.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, len(tc.want))
+		if _, err := io.ReadFull(tc.c, buf); err != nil || string(buf) != tc.want {
+			t.Fatalf("after Heal: got %q, %v; want %q", buf, err, tc.want)
+		}
 	}
 }
