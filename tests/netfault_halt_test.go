@@ -16,8 +16,8 @@ import (
 
 // TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary: a
 // replica holds the HALT and commits in a loop when its network fails,
-// silently (a blackhole: connections stall) or loudly (every connection
-// cut and refused). Its in-flight commit and the next one fail, the
+// silently (a blackhole: connections stall), loudly (every connection cut
+// and refused), or one way (requests arrive, answers do not). Its in-flight commit and the next one fail, the
 // primary is writable again within halt.ttl, and after the network heals
 // the three nodes hold every acknowledged row at the same position and
 // checksum.
@@ -29,6 +29,7 @@ func TestNetFault_PartitionedHaltHolderLosesItsCommitsAndFreesThePrimary(t *test
 	}{
 		{"blackhole", (*faultproxy.Proxy).Blackhole},
 		{"cut", (*faultproxy.Proxy).Cut},
+		{"one-way", (*faultproxy.Proxy).BlackholeAnswers},
 	} {
 		t.Run(tc.name, func(t *testing.T) { partitionHaltHolder(t, tc.fault) })
 	}
