@@ -94,6 +94,9 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		if err := db.walWriteUnderHalt(); err != nil {
 			return 0, err
 		}
+		if err := db.refuseWALWhileLTXFails(); err != nil {
+			return 0, err
+		}
 	}
 	if kind == FileWAL {
 		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {
@@ -239,7 +242,7 @@ func (db *DB) Sync(kind FileKind) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if kind == FileWAL {
-		if err := db.commitWAL(); err != nil {
+		if err := db.commitWALMode(db.walSyncMode()); err != nil {
 			return err
 		}
 	}
@@ -253,6 +256,35 @@ func (db *DB) Sync(kind FileKind) error {
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
+// walSyncMode is how a WAL fsync records the transactions it finds. While
+// a connection holds the WAL write lock the fsync is part of its commit
+// (synchronous=FULL), before SQLite counts the transaction as committed:
+// its LTX file is written at once, so a full disk fails that commit instead
+// of recording one SQLite then rolls back. The fsync waits for the queued
+// files anyway, so this costs nothing.
+func (db *DB) walSyncMode() writeMode {
+	if db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		return writeNow
+	}
+	return writeAsync
+}
+
+// refuseWALWhileLTXFails fails a WAL write while an LTX file of an earlier
+// commit cannot be written (a full disk), after trying it once more: SQLite
+// reports the failed write (SQLITE_FULL for ENOSPC) and rolls back, instead
+// of committing a transaction litefs could not record.
+func (db *DB) refuseWALWhileLTXFails() error {
+	if !db.ltxw.failing() {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if err := db.ltxw.drain(); err != nil {
+		return fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
 	return nil
 }
