@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+	"github.com/superfly/ltx"
 )
 
 // Issue 14, item 4: with the data directory full, whatever SQLite reports
@@ -98,6 +100,10 @@ func runDiskFull(t *testing.T, m diskFullMode) {
 	mustExec(t, db, "INSERT INTO t VALUES (200, 'after', randomblob(3000))")
 	model[200] = "after"
 	requireTagRows(t, db, model)
+	// Before any restart: the acknowledged commits' LTX files are whole
+	// and the replica has all of them.
+	waitConverged(t, ConvergeTimeout, p, []*Node{r}, "db")
+	requireLTXHistoryWhole(t, p, "db")
 	if err := db.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -220,4 +226,36 @@ func maxLTXTXID(names []string) uint64 {
 		}
 	}
 	return max
+}
+
+// requireLTXHistoryWhole checks that the LTX files of name on n are TXIDs
+// 1..position, one each, and that every one decodes and verifies: an
+// acknowledged commit has a whole file, a failed one none.
+func requireLTXHistoryWhole(t testing.TB, n *Node, name string) {
+	t.Helper()
+	want := readPos(t, n, name).txid
+	names := ltxFiles(t, n, name)
+	// A WAL commit's file is written in the background within milliseconds.
+	for deadline := time.Now().Add(5 * time.Second); uint64(len(names)) != want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		names = ltxFiles(t, n, name)
+	}
+	if uint64(len(names)) != want || maxLTXTXID(names) != want {
+		t.Fatalf("position TXID %d, LTX files %v", want, names)
+	}
+	for _, file := range names {
+		if err := verifyLTXFile(filepath.Join(n.DataDir, "dbs", name, "ltx", file)); err != nil {
+			t.Fatalf("LTX file %s: %v", file, err)
+		}
+	}
+}
+
+// verifyLTXFile decodes a whole LTX file and verifies its checksums.
+func verifyLTXFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return ltx.NewDecoder(f).Verify()
 }
