@@ -45,6 +45,7 @@ func (db *DB) commitWALMode(mode writeMode) error {
 		if err != nil {
 			return fmt.Errorf("read wal of %s: %w", db.name, err)
 		} else if !ok {
+			db.walBehind.Store(false)
 			return nil
 		}
 		// Advance the cursor first: strict verification reads the WAL up to it.
@@ -52,10 +53,12 @@ func (db *DB) commitWALMode(mode writeMode) error {
 		s1, s2 := r.Checksums()
 		db.wal = walCursor{valid: true, salt1: hdr.Salt1, salt2: hdr.Salt2, off: r.Offset(), s1: s1, s2: s2}
 		if err := db.commitTx(db.walTx(f, hdr, c), mode); err != nil {
+			// The reader has passed c: the next scan restarts at the cursor,
+			// or c would never be recorded.
 			db.wal = prev
-			if mode == writeNow {
-				db.voidWALCommit(f, hdr, c, r)
-			}
+			voided := mode == writeNow && db.voidWALCommit(f, hdr, c, r)
+			db.walr = nil
+			db.walBehind.Store(!voided)
 			return err
 		}
 	}
@@ -68,16 +71,23 @@ func (db *DB) commitWALMode(mode writeMode) error {
 // later (the first to open the database, or after a crash), and litefs's own
 // recovery, would take the transaction as committed. Only the WAL's last
 // transaction is voided: one followed by another commit is not the one being
-// synced. db.mu is held.
-func (db *DB) voidWALCommit(f *os.File, hdr WALHeader, c WALCommit, r *WALReader) {
-	db.walr = nil // rescan from the cursor: the frames are gone
-	if _, more, err := r.Next(); err != nil || more {
-		return
-	}
+// synced, nor one whose commit frame was written before the current holder
+// of the WAL write lock took it (SQLite committed that one). It reports
+// whether c was voided. db.mu is held.
+func (db *DB) voidWALCommit(f *os.File, hdr WALHeader, c WALCommit, r *WALReader) bool {
+	db.walr = nil // rescan from the cursor
 	frame := int64(WALFrameHeaderSize) + int64(hdr.PageSize)
+	if c.End-frame < db.walSession.Load() {
+		return false
+	}
+	if _, more, err := r.Next(); err != nil || more {
+		return false
+	}
 	if _, err := f.WriteAt(make([]byte, WALFrameHeaderSize), c.End-frame); err != nil {
 		db.log.Error("could not void a failed WAL commit frame", "error", err)
+		return false
 	}
+	return true
 }
 
 // walReader returns the reader that continues where the last scan stopped,

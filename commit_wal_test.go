@@ -113,3 +113,73 @@ func TestSync_WALCommitWhoseLTXFailsIsVoided(t *testing.T) {
 		t.Fatalf("position %s after a good commit, want TXID %d", got, before.TXID+1)
 	}
 }
+
+// breakLTXDir replaces db's LTX directory by a file, so every LTX write
+// fails as on a full disk, and returns the function that restores it.
+func breakLTXDir(t *testing.T, db *DB) (restore func()) {
+	t.Helper()
+	dir := db.LTXDir()
+	if err := os.Rename(dir, dir+".saved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.Remove(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir+".saved", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A WAL transaction SQLite committed (synchronous=NORMAL: no fsync, the
+// WAL-index is advanced) whose recording failed at the unlock cannot be
+// undone; SQLite ignores the unlock's error. Until it is recorded, every
+// further WAL write is refused, so SQLite reports the next commits as failed
+// (SQLITE_FULL for ENOSPC) rather than committing more that litefs cannot
+// record; once space is back the write records it and goes through.
+func TestWALWrite_RefusedWhileACommittedTransactionIsUnrecorded(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	db, err := s.CreateDB("a.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, wal := walTestOneCommit(t)
+	// The database file as SQLite left it, not yet recorded: the WAL's
+	// first transaction will be TXID 1, a full one (its LTX file is encoded
+	// through a temporary file, which fails at the unlock).
+	if _, err := db.file(FileDatabase).WriteAt(base, 0); err != nil {
+		t.Fatal(err)
+	}
+	const owner = 7
+	if !db.locks[FileSHM].TryLock(owner, owner, 0, LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		t.Fatal("could not take the WAL write lock")
+	}
+	if err := db.Create(FileWAL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.WriteAt(FileWAL, wal, 0); err != nil {
+		t.Fatal(err)
+	}
+	restore := breakLTXDir(t, db)
+	if err := db.BeforeUnlock(FileSHM, owner, WALWriteLockByte, WALWriteLockByte, false); err == nil {
+		t.Fatal("recording at the unlock succeeded without an LTX directory")
+	}
+	db.locks[FileSHM].TryLock(owner, owner, 0, LockUnlock, WALWriteLockByte, WALWriteLockByte)
+	if db.Pos().TXID != 0 {
+		t.Fatalf("position %s, want nothing recorded", db.Pos())
+	}
+	if _, err := db.WriteAt(FileWAL, wal[WALHeaderSize:], WALHeaderSize); err == nil {
+		t.Fatal("a WAL write went through while a committed transaction is unrecorded")
+	}
+	restore()
+	if _, err := db.WriteAt(FileWAL, wal[WALHeaderSize:], WALHeaderSize); err != nil {
+		t.Fatalf("WAL write once the LTX directory is back: %v", err)
+	}
+	if db.Pos().TXID != 1 {
+		t.Fatalf("position %s, want the committed transaction recorded (TXID 1)", db.Pos())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -94,12 +95,14 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		if err := db.walWriteUnderHalt(); err != nil {
 			return 0, err
 		}
+	}
+	if kind == FileWAL {
 		if err := db.refuseWALWhileLTXFails(); err != nil {
 			return 0, err
 		}
-	}
-	if kind == FileWAL {
 		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {
+		}
+		for low := db.walSession.Load(); off < low && !db.walSession.CompareAndSwap(low, off); low = db.walSession.Load() {
 		}
 	}
 	if kind == FileWAL && off == 0 {
@@ -273,16 +276,19 @@ func (db *DB) walSyncMode() writeMode {
 	return writeAsync
 }
 
-// refuseWALWhileLTXFails fails a WAL write while an LTX file of an earlier
-// commit cannot be written (a full disk), after trying it once more: SQLite
-// reports the failed write (SQLITE_FULL for ENOSPC) and rolls back, instead
-// of committing a transaction litefs could not record.
+// refuseWALWhileLTXFails fails a WAL write while an earlier commit could not
+// be recorded or its LTX file written (a full disk), after trying once more:
+// SQLite reports the failed write (SQLITE_FULL for ENOSPC) and rolls back,
+// instead of committing a transaction litefs could not record.
 func (db *DB) refuseWALWhileLTXFails() error {
-	if !db.ltxw.failing() {
+	if !db.ltxw.failing() && !db.walBehind.Load() {
 		return nil
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if err := db.commitWAL(); err != nil {
+		return err
+	}
 	if err := db.ltxw.drain(); err != nil {
 		return fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
@@ -328,7 +334,11 @@ func (db *DB) BeforeUnlock(kind FileKind, owner uint64, start, end uint64, all b
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.commitWAL()
+	err := db.commitWAL()
+	if db.locks[FileSHM].HeldBy(owner, LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		db.walSession.Store(math.MaxInt64) // the writer's frames are SQLite's now
+	}
+	return err
 }
 
 // AfterUnlock is called by the FUSE layer after locks on kind were
