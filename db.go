@@ -80,6 +80,8 @@ type DB struct {
 	walrHdr    WALHeader           // the WAL header walr reads against
 	walLow     atomic.Int64        // lowest WAL offset written since the last scan
 	walAdopted atomic.Bool         // an adopted WAL not active yet (sidefiles.go)
+	walSession atomic.Int64        // lowest WAL offset written since the WAL write lock was last released
+	walBehind  atomic.Bool         // a committed WAL transaction could not be recorded yet
 	unsynced   bool                // LTX files were written since the last sync
 	snapMarker bool                // a snapshot marker may exist (snapshot_marker.go)
 	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
@@ -107,6 +109,7 @@ func newDB(s *Store, name, dir string) *DB {
 	db := &DB{name: name, dir: dir, opts: opts, store: s, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
 	db.log = opts.Logger.With("db", name)
 	db.walLow.Store(math.MaxInt64)
+	db.walSession.Store(math.MaxInt64)
 	for i := range db.locks {
 		db.locks[i] = NewLockTable()
 	}
