@@ -34,12 +34,26 @@ func FuzzApplyLTX(f *testing.F) {
 	if _, err := pdb.WriteSnapshot(context.Background(), &snap); err != nil {
 		f.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"next-tx": next, "old-tx": prev, "snapshot": snap.Bytes()} {
-		fuzzseed.Add(f, name, b)
-		fuzzseed.Add(f, name+"-truncated", fuzzseed.Truncated(b))
-		fuzzseed.Add(f, name+"-flipped-header", fuzzseed.Flipped(b, 40))
-		fuzzseed.Add(f, name+"-flipped-page", fuzzseed.Flipped(b, ltx.HeaderSize+20))
+	// Damaged and wrong files first, while the replica is where next-tx
+	// applies; then the two that move it.
+	for _, s := range []struct {
+		name string
+		b    []byte
+	}{{"old-tx", prev}, {"next-tx", next}, {"snapshot", snap.Bytes()}} {
+		fuzzseed.Add(f, s.name+"-truncated", fuzzseed.Truncated(s.b))
+		fuzzseed.Add(f, s.name+"-flipped-header", fuzzseed.Flipped(s.b, 40))
+		fuzzseed.Add(f, s.name+"-flipped-page", fuzzseed.Flipped(s.b, ltx.HeaderSize+20))
 	}
+	fuzzseed.Add(f, "old-tx", prev)
+	for name, commit := range map[string]uint32{"commit-grown": 0, "commit-huge": 1<<32 - 2} {
+		b, err := fuzzseed.ReencodeLTX(next, func(h *ltx.Header) { h.Commit = max(h.Commit+1, commit) })
+		if err != nil {
+			f.Fatal(err)
+		}
+		fuzzseed.Add(f, name, b) // regression: applied, see apply_grow_test.go
+	}
+	fuzzseed.Add(f, "next-tx", next)
+	fuzzseed.Add(f, "snapshot", snap.Bytes())
 
 	replica := fuzzOpenStore(f)
 	rdb, err := replica.CreateDB("a.db")

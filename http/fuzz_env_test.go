@@ -6,6 +6,7 @@ import (
 	nethttp "net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -63,6 +64,9 @@ func (e *fuzzEnv) serve(method, target, node string, body []byte) (code int, res
 	return rec.Code, rec.Body.Bytes(), true
 }
 
+// fuzzMaxFile bounds the database files a fuzz input may leave behind.
+const fuzzMaxFile = 64 << 20
+
 // fuzzStoreState is the state of every database of a store.
 type fuzzStoreState map[string]dbState
 
@@ -71,6 +75,9 @@ func (e *fuzzEnv) state(t *testing.T) fuzzStoreState {
 	t.Helper()
 	s := fuzzStoreState{}
 	for _, db := range e.store.DBs() {
+		if fi, err := os.Stat(filepath.Join(db.Dir(), litefs.DatabaseFileName)); err == nil && fi.Size() > fuzzMaxFile {
+			t.Fatalf("database %s grew to %d bytes", db.Name(), fi.Size())
+		}
 		s[db.Name()] = snapshotDB(t, db)
 	}
 	return s

@@ -74,7 +74,6 @@ func FuzzTx(f *testing.F) {
 	acquire(f)
 	tx := forwardedTx(f, e.db, makeSQLiteFile(f, 5), nil)
 	query := "name=a.db&id=" + lockA
-	fuzzseed.Add(f, "next-tx", query, nodeA, tx)
 	fuzzseed.Add(f, "next-tx-truncated", query, nodeA, fuzzseed.Truncated(tx))
 	fuzzseed.Add(f, "next-tx-flipped-header", query, nodeA, fuzzseed.Flipped(tx, 50))
 	fuzzseed.Add(f, "next-tx-flipped-page", query, nodeA, fuzzseed.Flipped(tx, ltx.HeaderSize+30))
@@ -82,6 +81,19 @@ func FuzzTx(f *testing.F) {
 	fuzzseed.Add(f, "wrong-lock", "name=a.db&id="+lockB, nodeA, tx)
 	fuzzseed.Add(f, "other-db", "name=b.db&id="+lockA, nodeA, tx)
 	fuzzseed.Add(f, "empty", query, nodeA, []byte{})
+	// Valid files (checksums right) whose header claims another size.
+	for name, commit := range map[string]func(uint32) uint32{
+		"commit-grown":  func(c uint32) uint32 { return c + 1 },
+		"commit-shrunk": func(c uint32) uint32 { return c - 1 },
+		"commit-huge":   func(uint32) uint32 { return 1<<32 - 2 },
+	} {
+		b, err := fuzzseed.ReencodeLTX(tx, func(hdr *ltx.Header) { hdr.Commit = commit(hdr.Commit) })
+		if err != nil {
+			f.Fatal(err)
+		}
+		fuzzseed.Add(f, name, query, nodeA, b)
+	}
+	fuzzseed.Add(f, "next-tx", query, nodeA, tx) // last: the others find a.db where tx applies
 	f.Fuzz(func(t *testing.T, query, node string, body []byte) {
 		before := e.state(t)
 		code, resp, ok := e.serve("POST", "/tx?"+query, node, body)
