@@ -43,8 +43,15 @@ for entry in "${targets[@]}"; do
 		cat "$log"
 		exit 1
 	fi
-	# The last progress line: elapsed time, execs and execs per second.
-	grep '^fuzz: elapsed' "$log" | tail -1 | sed 's/^fuzz: //'
+	# From the last progress line: elapsed time, execs, and their average rate.
+	grep '^fuzz: elapsed' "$log" | tail -1 | awk '{
+		d = $3; sub(/,$/, "", d); secs = 0
+		if (match(d, /[0-9.]+h/)) secs += substr(d, RSTART, RLENGTH - 1) * 3600
+		if (match(d, /[0-9.]+m/)) secs += substr(d, RSTART, RLENGTH - 1) * 60
+		if (match(d, /[0-9.]+s/)) secs += substr(d, RSTART, RLENGTH - 1)
+		if ($4 != "execs:") { sub(/^fuzz: /, ""); print; next }
+		execs = $5 + 0; rate = secs > 0 ? execs / secs : 0
+		printf "%s execs in %s (%.0f/s), %s %s %s %s %s\n", execs, d, rate, $7, $8, $9, $10, $11 }'
 	ran=$((ran + 1))
 done
 if [ "$ran" -eq 0 ]; then
