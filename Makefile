@@ -3,6 +3,7 @@
 #   make demo    build, install missing system packages, run a live demo
 #   make test    install missing system packages, then gofmt + vet + every test
 #   make bench   build, then run the benchmark driver
+#   make fuzz    run every fuzz target for FUZZTIME (default 60s) each
 #
 # Everything runs as root on Debian 12; system packages are installed only
 # when missing.
@@ -26,7 +27,11 @@ DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev node:nodejs npm:
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)
 
-.PHONY: all deps check-go build test bench demo sqlite-tests clean consul
+# How long `make fuzz` runs each fuzz target, and how long `make test` does.
+FUZZTIME      ?= 60s
+TEST_FUZZTIME ?= 3s
+
+.PHONY: all deps check-go build test fuzz bench demo sqlite-tests clean consul
 
 all: build
 
@@ -73,11 +78,15 @@ test: deps check-go consul
 	@echo "==> go vet ./..."
 	@$(GO) vet ./... || { echo "==> make test: FAIL (go vet)"; exit 1; }
 	@echo "==> go test -race -count=1 -timeout 18m ./..."
-	@if $(GO) test -race -count=1 -timeout 18m ./...; then \
-		echo "==> make test: PASS"; \
-	else \
-		echo "==> make test: FAIL (go test)"; exit 1; \
-	fi
+	@$(GO) test -race -count=1 -timeout 18m ./... || { echo "==> make test: FAIL (go test)"; exit 1; }
+	@echo "==> fuzz every target for $(TEST_FUZZTIME) (make fuzz runs them longer)"
+	@GO=$(GO) FUZZTIME=$(TEST_FUZZTIME) ./scripts/fuzz.sh || { echo "==> make test: FAIL (fuzz)"; exit 1; }
+	@echo "==> make test: PASS"
+
+# Every Go native fuzz target, one after another, FUZZTIME each
+# (make fuzz FUZZTIME=10m; FUZZ=regex picks targets).
+fuzz: check-go
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 bench: deps build consul
 	@test -x bin/litefs-bench || { \

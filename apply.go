@@ -2,11 +2,13 @@ package litefs
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -215,6 +217,10 @@ func (db *DB) checkApplicableLocked(in *incomingLTX) error {
 			hdr.PreApplyPos().TXID, hdr.PreApplyChecksum, db.pos.TXID, db.pos.PostApplyChecksum)
 	}
 	fresh := hdr.IsSnapshot() || hdr.PageSize != db.pageSize
+	if pgno := db.missingNewPage(in, fresh); pgno != 0 {
+		return fmt.Errorf("ltx for %s is invalid: TXID %s grows the database to %d pages but does not carry page %d",
+			db.name, hdr.MaxTXID, hdr.Commit, pgno)
+	}
 	view := pageChecksums{pageSize: hdr.PageSize, sum: db.sums.sum}
 	if fresh {
 		view.sum = 0
@@ -234,6 +240,33 @@ func (db *DB) checkApplicableLocked(in *incomingLTX) error {
 			hdr.MaxTXID, got, in.trailer.PostApplyChecksum)
 	}
 	return nil
+}
+
+// missingNewPage returns the first page that in must carry but does not, or
+// 0: every page past the database's end up to the commit size (every page
+// when fresh), the lock page aside. The checksums count only pages carried,
+// so a file leaving new pages out would leave zero pages in the database
+// file that its position's checksum does not describe, and a commit size
+// of 2^32 pages would make the checksum table as large as that. The walk
+// ends at the first gap, so it costs at most the pages the file carries.
+// in.pages is ascending (the LTX decoder checks the order).
+func (db *DB) missingNewPage(in *incomingLTX, fresh bool) uint32 {
+	from := uint32(1)
+	if !fresh {
+		from = db.sums.PageN() + 1
+	}
+	lock := ltx.LockPgno(in.hdr.PageSize)
+	i, _ := slices.BinarySearchFunc(in.pages, from, func(p pageChange, pgno uint32) int { return cmp.Compare(p.pgno, pgno) })
+	for pgno := uint64(from); pgno <= uint64(in.hdr.Commit); pgno++ {
+		switch {
+		case pgno == uint64(lock):
+		case i < len(in.pages) && uint64(in.pages[i].pgno) == pgno:
+			i++
+		default:
+			return uint32(pgno)
+		}
+	}
+	return 0
 }
 
 // applyLocked writes a verified LTX file into the history and the database

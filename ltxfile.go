@@ -107,7 +107,7 @@ func readLTXFile(path string, fn func(hdr ltx.Header, pgno uint32, data []byte) 
 
 // decodeLTX decodes and verifies an LTX stream, calling fn (if not nil) for each page.
 func decodeLTX(r io.Reader, fn func(hdr ltx.Header, pgno uint32, data []byte) error) (ltx.Header, ltx.Trailer, error) {
-	dec := ltx.NewDecoder(r)
+	dec := ltx.NewDecoder(newLTXGuard(r)) // bounds what the decoder allocates
 	if err := dec.DecodeHeader(); err != nil {
 		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("decode ltx header: %w", err)
 	}

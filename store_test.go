@@ -19,14 +19,14 @@ import (
 
 // makeSQLiteFile creates a real SQLite database file with n rows of ~200
 // bytes (rollback journal mode) and returns its bytes.
-func makeSQLiteFile(t *testing.T, n int) []byte {
+func makeSQLiteFile(t testing.TB, n int) []byte {
 	t.Helper()
 	return makeSQLiteFileOf(t, n, "randomblob(200)")
 }
 
 // makeSQLiteFileOf returns a rollback-journal database file with n rows of
 // the blob expression blob, inserted in one transaction.
-func makeSQLiteFileOf(t *testing.T, n int, blob string) []byte {
+func makeSQLiteFileOf(t testing.TB, n int, blob string) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
 	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=DELETE")
@@ -59,7 +59,7 @@ func makeSQLiteFileOf(t *testing.T, n int, blob string) []byte {
 // writeTx plays one rollback-journal transaction that leaves the database
 // file equal to content, the way SQLite does: hot journal, page writes,
 // truncate, journal deletion (the commit point).
-func writeTx(t *testing.T, db *DB, content []byte) {
+func writeTx(t testing.TB, db *DB, content []byte) {
 	t.Helper()
 	if err := db.Create(FileJournal); err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func writeTx(t *testing.T, db *DB, content []byte) {
 // quietLogger drops log lines so test output shows failures only.
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openTestStore(t *testing.T, dir string) *Store {
+func openTestStore(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := OpenStore(context.Background(), StoreOptions{Dir: dir, StrictVerify: true, Logger: quietLogger()})
 	if err != nil {

@@ -257,7 +257,7 @@ func (s dbState) mustEqual(t *testing.T, after dbState) {
 }
 
 // dbFileBytes returns db's database file, or nil if it does not exist yet.
-func dbFileBytes(t *testing.T, db *litefs.DB) []byte {
+func dbFileBytes(t testing.TB, db *litefs.DB) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(db.Dir(), litefs.DatabaseFileName))
 	if err != nil && !os.IsNotExist(err) {
@@ -267,7 +267,7 @@ func dbFileBytes(t *testing.T, db *litefs.DB) []byte {
 }
 
 // pageSizeOf reads the page size from a SQLite database header.
-func pageSizeOf(t *testing.T, b []byte) uint32 {
+func pageSizeOf(t testing.TB, b []byte) uint32 {
 	t.Helper()
 	if len(b) < 100 {
 		t.Fatalf("not a database: %d bytes", len(b))
@@ -297,7 +297,7 @@ func dbChecksum(content []byte, pageSize uint32) ltx.Checksum {
 // turn db's current content into next: TXID pos+1, the current checksum as
 // pre-apply checksum, every changed page, and the post-apply checksum of
 // next. edit may alter the header and post-apply checksum before encoding.
-func forwardedTx(t *testing.T, db *litefs.DB, next []byte, edit func(hdr *ltx.Header, post *ltx.Checksum)) []byte {
+func forwardedTx(t testing.TB, db *litefs.DB, next []byte, edit func(hdr *ltx.Header, post *ltx.Checksum)) []byte {
 	t.Helper()
 	cur := dbFileBytes(t, db)
 	pos := db.Pos()

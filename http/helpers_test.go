@@ -20,7 +20,7 @@ import (
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // openStore opens a store on a fresh temporary data directory.
-func openStore(t *testing.T) *litefs.Store {
+func openStore(t testing.TB) *litefs.Store {
 	t.Helper()
 	s, err := litefs.OpenStore(context.Background(), litefs.StoreOptions{
 		Dir: t.TempDir(), StrictVerify: true, SkipSync: true, Logger: quietLogger(),
@@ -34,14 +34,14 @@ func openStore(t *testing.T) *litefs.Store {
 
 // makeSQLiteFile creates a real SQLite database file with n rows of ~200
 // bytes (rollback journal mode) and returns its bytes.
-func makeSQLiteFile(t *testing.T, n int) []byte {
+func makeSQLiteFile(t testing.TB, n int) []byte {
 	t.Helper()
 	return makeDBFile(t, n, "DELETE")
 }
 
 // makeWALFile creates a real SQLite database in WAL mode (checkpointed, so
 // the database file is complete) with n rows and returns its bytes.
-func makeWALFile(t *testing.T, n int) []byte {
+func makeWALFile(t testing.TB, n int) []byte {
 	t.Helper()
 	b := makeDBFile(t, n, "WAL")
 	if b[18] != 2 || b[19] != 2 {
@@ -52,7 +52,7 @@ func makeWALFile(t *testing.T, n int) []byte {
 
 // makeDBFile creates a database in the given journal mode with n rows of
 // ~200 bytes, checkpoints it (a no-op outside WAL mode) and returns its bytes.
-func makeDBFile(t *testing.T, n int, journal string) []byte {
+func makeDBFile(t testing.TB, n int, journal string) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "src.db")
 	sdb, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode="+journal)
@@ -82,7 +82,7 @@ func makeDBFile(t *testing.T, n int, journal string) []byte {
 // writeTx plays one rollback-journal transaction through the DB API that
 // leaves the database file equal to content, the way SQLite does: hot
 // journal, page writes, truncate, journal deletion (the commit point).
-func writeTx(t *testing.T, db *litefs.DB, content []byte) {
+func writeTx(t testing.TB, db *litefs.DB, content []byte) {
 	t.Helper()
 	if err := db.Create(litefs.FileJournal); err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func writeTx(t *testing.T, db *litefs.DB, content []byte) {
 
 // createDBWithTxs creates database name in s and commits one transaction
 // per content, returning the database.
-func createDBWithTxs(t *testing.T, s *litefs.Store, name string, contents ...[]byte) *litefs.DB {
+func createDBWithTxs(t testing.TB, s *litefs.Store, name string, contents ...[]byte) *litefs.DB {
 	t.Helper()
 	db, err := s.CreateDB(name)
 	if err != nil {
@@ -127,7 +127,7 @@ func readDBFile(t *testing.T, db *litefs.DB) []byte {
 }
 
 // startServer serves s's HTTP API on an httptest server (127.0.0.1).
-func startServer(t *testing.T, store *litefs.Store, opts ServerOptions) (*Server, *httptest.Server) {
+func startServer(t testing.TB, store *litefs.Store, opts ServerOptions) (*Server, *httptest.Server) {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()

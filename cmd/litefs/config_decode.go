@@ -168,14 +168,18 @@ func unknownKeyError(keyNode *yaml.Node, keyPath string, fields map[string]int) 
 		return &keyError{Line: keyNode.Line, Key: keyPath, Msg: msg}
 	}
 	names := make([]string, 0, len(fields))
-	best, bestDist := "", 3 // suggest only within an edit distance of 2
 	for name := range fields {
 		names = append(names, name)
+	}
+	sort.Strings(names)
+	// The first closest name in sorted order: the same message every time,
+	// whichever order the map gives ("uase" is as near "fuse" as "lease").
+	best, bestDist := "", 3 // suggest only within an edit distance of 2
+	for _, name := range names {
 		if d := editDistance(keyNode.Value, name); d < bestDist {
 			best, bestDist = name, d
 		}
 	}
-	sort.Strings(names)
 	if best != "" {
 		prefix := strings.TrimSuffix(keyPath, keyNode.Value)
 		msg += fmt.Sprintf(": did you mean %q?", prefix+best)
