@@ -43,6 +43,14 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 		Logger: quietLogger(), TempDir: e.tempDir,
 		MaxImportSize: 1 << 20, MaxTxSize: 1 << 20, WriteTimeout: 10 * time.Second,
 	}).Handler()
+	// Nodes A and B are replicas with live streams (served on a socket by
+	// the same handler): a HALT is granted only to a streaming node, so
+	// without them every /halt and /tx input would stop at that check.
+	ts := httptest.NewServer(e.handler)
+	tb.Cleanup(ts.Close)
+	for _, node := range []string{nodeA, nodeB} {
+		openDrainedStream(tb, ts.URL, node, "")
+	}
 	return e
 }
 

@@ -86,10 +86,18 @@ func newHaltEnvWith(t *testing.T, sopts litefs.StoreOptions, srvOpts ServerOptio
 // drains it in the background until the test ends.
 func (e *haltEnv) streamAs(t *testing.T, node, token string) {
 	t.Helper()
+	openDrainedStream(t, e.ts.URL, node, token)
+}
+
+// openDrainedStream opens a replication stream from the primary at baseURL
+// as node and drains it in the background until the test ends.
+func openDrainedStream(tb testing.TB, baseURL, node, token string) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := nethttp.NewRequestWithContext(ctx, "POST", e.ts.URL+"/stream", strings.NewReader(`{"dbs":{}}`))
+	req, err := nethttp.NewRequestWithContext(ctx, "POST", baseURL+"/stream", strings.NewReader(`{"dbs":{}}`))
 	if err != nil {
-		t.Fatal(err)
+		cancel()
+		tb.Fatal(err)
 	}
 	req.Header.Set(HeaderNodeID, node)
 	if token != "" {
@@ -98,18 +106,18 @@ func (e *haltEnv) streamAs(t *testing.T, node, token string) {
 	resp, err := nethttp.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("stream as %s: %v", node, err)
+		tb.Fatalf("stream as %s: %v", node, err)
 	}
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
+	tb.Cleanup(func() { cancel(); <-done })
 	if resp.StatusCode != 200 {
 		resp.Body.Close()
 		close(done)
-		t.Fatalf("stream as %s: status %d", node, resp.StatusCode)
+		tb.Fatalf("stream as %s: status %d", node, resp.StatusCode)
 	}
 	fr := NewFrameReader(resp.Body)
-	if f, _ := nextData(t, fr); f.Type != FrameLTX && f.Type != FrameReady {
-		t.Fatalf("stream as %s: first frame %v, want the stream to be up", node, f.Type)
+	if f, _ := nextData(tb, fr); f.Type != FrameLTX && f.Type != FrameReady {
+		tb.Fatalf("stream as %s: first frame %v, want the stream to be up", node, f.Type)
 	}
 	go func() {
 		defer close(done)

@@ -45,7 +45,7 @@ func openStream(t *testing.T, url string, have map[string]ltx.Pos, query string)
 
 // nextData returns the next frame that is not a Heartbeat, with an LTX
 // body read into memory.
-func nextData(t *testing.T, fr *FrameReader) (Frame, []byte) {
+func nextData(t testing.TB, fr *FrameReader) (Frame, []byte) {
 	t.Helper()
 	for {
 		f, err := fr.Next()
