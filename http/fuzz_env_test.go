@@ -49,7 +49,7 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	ts := httptest.NewServer(e.handler)
 	tb.Cleanup(ts.Close)
 	for _, node := range []string{nodeA, nodeB} {
-		openDrainedStream(tb, ts.URL, node, "")
+		openDrainedStream(tb, ts.URL+"/stream", node, "")
 	}
 	return e
 }

@@ -86,15 +86,16 @@ func newHaltEnvWith(t *testing.T, sopts litefs.StoreOptions, srvOpts ServerOptio
 // drains it in the background until the test ends.
 func (e *haltEnv) streamAs(t *testing.T, node, token string) {
 	t.Helper()
-	openDrainedStream(t, e.ts.URL, node, token)
+	openDrainedStream(t, e.ts.URL+"/stream", node, token)
 }
 
-// openDrainedStream opens a replication stream from the primary at baseURL
-// as node and drains it in the background until the test ends.
-func openDrainedStream(tb testing.TB, baseURL, node, token string) {
+// openDrainedStream opens a replication stream as node (streamURL is the
+// primary's /stream URL, with a query if any), waits for its first frame and
+// drains it in the background until stop is called or the test ends.
+func openDrainedStream(tb testing.TB, streamURL, node, token string) (stop func()) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := nethttp.NewRequestWithContext(ctx, "POST", baseURL+"/stream", strings.NewReader(`{"dbs":{}}`))
+	req, err := nethttp.NewRequestWithContext(ctx, "POST", streamURL, strings.NewReader(`{"dbs":{}}`))
 	if err != nil {
 		cancel()
 		tb.Fatal(err)
@@ -114,6 +115,7 @@ func openDrainedStream(tb testing.TB, baseURL, node, token string) {
 		resp.Body.Close()
 		close(done)
 		tb.Fatalf("stream as %s: status %d", node, resp.StatusCode)
+		return nil
 	}
 	fr := NewFrameReader(resp.Body)
 	if f, _ := nextData(tb, fr); f.Type != FrameLTX && f.Type != FrameReady {
@@ -124,6 +126,7 @@ func openDrainedStream(tb testing.TB, baseURL, node, token string) {
 		defer resp.Body.Close()
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}()
+	return cancel
 }
 
 // rawHaltCall sends one HALT API request as node (no Litefs-Id header when

@@ -2,11 +2,8 @@ package http
 
 import (
 	"bytes"
-	"context"
 	nethttp "net/http"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/litefs/litefs"
 )
@@ -57,24 +54,10 @@ func TestHalt_NodeWithoutAStreamIsRefused403AndChangesNothing(t *testing.T) {
 func TestHalt_RefusedOnceTheNodesStreamHasEnded(t *testing.T) {
 	const node = "00000000000000dd"
 	e := newHaltEnv(t, litefs.StoreOptions{}, ServerOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, err := nethttp.NewRequestWithContext(ctx, "POST", e.ts.URL+"/stream", strings.NewReader(`{"dbs":{}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set(HeaderNodeID, node)
-	resp, err := nethttp.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if f, _ := nextData(t, NewFrameReader(resp.Body)); f.Type != FrameLTX && f.Type != FrameReady {
-		t.Fatalf("frame %v, want the stream to be up", f.Type)
-	}
+	stop := openDrainedStream(t, e.ts.URL+"/stream", node, "")
 	e.mustAcquire(t, node, lockA)
 	e.release(t, node, lockA)
-	cancel()
+	stop()
 	waitFor(t, "the stream to end", func() bool { return !e.srvStreaming(node) })
 	code, body := e.acquire(t, node, lockB, "")
 	if code != nethttp.StatusForbidden {
@@ -88,21 +71,7 @@ func TestHalt_RefusedOnceTheNodesStreamHasEnded(t *testing.T) {
 func TestHalt_RefusedToAStreamThatDoesNotCarryTheDatabase(t *testing.T) {
 	const node = "00000000000000cc"
 	e := newHaltEnv(t, litefs.StoreOptions{}, ServerOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, err := nethttp.NewRequestWithContext(ctx, "POST", e.ts.URL+"/stream?filter=other.db", strings.NewReader(`{"dbs":{}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set(HeaderNodeID, node)
-	resp, err := nethttp.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if f, _ := nextData(t, NewFrameReader(resp.Body)); f.Type != FrameReady {
-		t.Fatalf("frame %v, want Ready", f.Type)
-	}
+	openDrainedStream(t, e.ts.URL+"/stream?filter=other.db", node, "")
 	code, body := e.acquire(t, node, lockA, "")
 	if code != nethttp.StatusForbidden {
 		t.Fatalf("status %d %s, want 403", code, body)
