@@ -177,7 +177,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
-		LeaseType: cfg.Lease.Type,
+		LeaseType: cfg.Lease.Type, ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
 	})
 	if err := srv.Listen(); err != nil {
 		return err
@@ -220,6 +220,14 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	}
 	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", role)
 
+	// The proxy starts once the node is ready, before exec (SPEC 13).
+	waitProxy, err := startProxyWhenReady(ctx, cfg, store, log)
+	if err != nil {
+		stop()
+		<-mounted
+		return err
+	}
+	defer waitProxy()
 	var execErr error
 	if cmds := cfg.Exec.ForNode(cfg.Lease.Candidate); len(cmds) > 0 {
 		execErr = runExecWhenReady(ctx, cfg, cmds, store, log)
@@ -227,7 +235,7 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	} else if len(cfg.Exec) > 0 {
 		log.Info("exec: every command is if-candidate and this node is not a candidate: running none")
 	}
-	err := <-mounted
+	err = <-mounted
 	log.Info("unmounted", "dir", cfg.FUSE.Dir)
 	if execErr != nil {
 		return execErr

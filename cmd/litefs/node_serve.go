@@ -37,7 +37,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
-		LeaseType: cfg.Lease.Type, Promote: node.Promote, Handoff: node.Handoff,
+		LeaseType: cfg.Lease.Type, ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg), Promote: node.Promote, Handoff: node.Handoff,
 	})
 	node.srv = srv
 	if err := srv.Listen(); err != nil {

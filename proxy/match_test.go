@@ -1,0 +1,49 @@
+package proxy
+
+import "testing"
+
+func TestPattern_MatchIsAnchoredWithWildcards(t *testing.T) {
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/login", "/login", true},
+		{"/login", "/login/x", false},
+		{"/login", "/x/login", false},
+		{"*.png", "/img/a.png", true},
+		{"*.png", "/img/a.png.html", false},
+		{"/static/*", "/static/", true},
+		{"/static/*", "/static/css/a.css", true},
+		{"/static/*", "/staticx", false},
+		{"/static/*", "/x/static/a", false},
+		{"/api/*/edit", "/api/42/edit", true},
+		{"/api/*/edit", "/api/1/2/edit", true},
+		{"/api/*/edit", "/api/42/edit/x", false},
+		{"/a*b*c", "/abc", true},
+		{"/a*b*c", "/aXbYc", true},
+		{"/a*b*c", "/acb", false},
+		{"/ab*ba", "/aba", false}, // prefix and suffix must not overlap
+		{"*", "/anything", true},
+		{"*", "", true},
+		{"", "", true},
+		{"", "/", false},
+		{"**", "/x", true},
+	}
+	for _, tt := range tests {
+		if got := CompilePattern(tt.pattern).Match(tt.path); got != tt.want {
+			t.Errorf("pattern %q on %q = %t, want %t", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestPatterns_MatchAny(t *testing.T) {
+	ps := CompilePatterns([]string{"*.ico", "/health"})
+	for path, want := range map[string]bool{"/favicon.ico": true, "/health": true, "/healthz": false, "/": false} {
+		if got := ps.Match(path); got != want {
+			t.Errorf("Match(%q) = %t, want %t", path, got, want)
+		}
+	}
+	if CompilePatterns(nil).Match("/x") {
+		t.Error("an empty list matched")
+	}
+}
