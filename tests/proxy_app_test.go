@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,7 @@ func startApp(t *testing.T, name string) *testApp {
 	mux.HandleFunc("GET /ws", a.websocket)
 	mux.HandleFunc("GET /always/ws", a.websocket)
 	mux.HandleFunc("GET /sse", a.sse)
+	mux.HandleFunc("GET /always/sse", a.sse)
 	mux.HandleFunc("/", a.echo)
 	a.srv = &http.Server{Handler: mux}
 	go func() { _ = a.srv.Serve(ln) }()
@@ -155,10 +157,14 @@ func (a *testApp) echo(w http.ResponseWriter, r *http.Request) {
 		a.name, r.Method, r.URL.Path, r.Header.Get("Litefs-Proxy-Token"), r.Header.Get("Litefs-Proxy-Forwarded"), r.Header.Get("Authorization"))
 }
 
-// sse: GET /sse sends three events 300 ms apart, flushing each.
+// sse: GET /sse sends three events (or ?n=) 300 ms apart, flushing each.
 func (a *testApp) sse(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
-	for i := range 3 {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil {
+		n = 3
+	}
+	for i := range n {
 		fmt.Fprintf(w, "data: event %d from %s\n\n", i, a.name)
 		http.NewResponseController(w).Flush()
 		select {

@@ -31,13 +31,7 @@ func startProxyCluster(t *testing.T) *proxyCluster {
 	env := []string{"LITEFS_AUTH_TOKEN=" + proxyToken}
 	c := &proxyCluster{}
 	c.p = startProxyNode(t, "p", NodeOptions{Env: env}, commonProxyKeys)
-	for _, name := range []string{"app.db", "other.db"} {
-		db := OpenDB(t, c.p.DBPath(name), "")
-		if _, err := db.Exec(`CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
-			t.Fatalf("create table in %s: %v", name, err)
-		}
-	}
-	c.p.App.open(t, c.p.Node)
+	createItemTables(t, c.p)
 	fwd := startDelayProxy(t, c.p.Addr, 150*time.Millisecond)
 	c.r1 = startProxyNode(t, "r1", NodeOptions{Env: env, Lease: replicaLease(c.p.Node, fwd.URL())},
 		commonProxyKeys+"  max-lag: 5s\n  retry-failed-reads-on-primary: true\n")
@@ -46,6 +40,19 @@ func startProxyCluster(t *testing.T) *proxyCluster {
 	c.r1.App.open(t, c.r1.Node)
 	c.r2.App.open(t, c.r2.Node)
 	return c
+}
+
+// createItemTables creates the app's table in app.db and other.db on the
+// primary p and lets p's app use them.
+func createItemTables(t *testing.T, p *proxyNode) {
+	t.Helper()
+	for _, name := range []string{"app.db", "other.db"} {
+		db := OpenDB(t, p.DBPath(name), "")
+		if _, err := db.Exec(`CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+			t.Fatalf("create table in %s: %v", name, err)
+		}
+	}
+	p.App.open(t, p.Node)
 }
 
 func newJarClient(t *testing.T) *http.Client {
