@@ -94,8 +94,9 @@ type Server struct {
 	cancel context.CancelFunc // ends long-lived responses (streams, events)
 	base   context.Context
 
-	halts   haltFeeds      // HALT events for /events
-	streams streamRegistry // live replication streams, for HandOff
+	halts     haltFeeds      // HALT events for /events
+	published eventFeeds     // events of other parts of the daemon, see Publish
+	streams   streamRegistry // live replication streams, for HandOff
 }
 
 // NewServer returns a server for store. Call Listen, then Serve.

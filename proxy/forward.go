@@ -121,6 +121,7 @@ func (s *Server) remoteError(w http.ResponseWriter, r *http.Request, err error) 
 		s.primaries.forget(p.AdvertiseURL)
 	}
 	s.log.Warn("forwarding to the primary failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	s.emit(EventForwardFailed, r.Method, r.URL.Path, err.Error())
 	httpError(w, http.StatusServiceUnavailable, "litefs proxy: the primary did not complete the request: "+err.Error()+
 		" (it may be failing over; retry)")
 }
@@ -136,6 +137,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		metrics.forwardErrors.Add(1)
+		s.emit(EventForwardFailed, r.Method, r.URL.Path, err.Error())
 		httpError(w, http.StatusServiceUnavailable, "litefs proxy: cannot forward the write to the primary: "+err.Error())
 		return
 	}
@@ -190,6 +192,7 @@ func (s *Server) acceptForwarded(w http.ResponseWriter, r *http.Request) bool {
 	if s.cfg.AuthToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AuthToken)) != 1 {
 		metrics.authFailures.Add(1)
 		s.log.Warn("refused a forwarded request without the cluster auth token", "remote", r.RemoteAddr, "path", r.URL.Path)
+		s.emit(EventAuthRefused, r.Method, r.URL.Path, "from "+r.RemoteAddr)
 		httpError(w, http.StatusUnauthorized, "litefs proxy: a forwarded request needs the cluster auth token in "+TokenHeader)
 		return false
 	}

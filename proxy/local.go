@@ -118,6 +118,7 @@ func (s *Server) localError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errRetryOnPrimary) && st != nil {
 		metrics.requests[routeRetriedRead].Add(1)
 		s.log.Info("retrying a read on the primary: the application attempted a write", "method", st.in.Method, "path", st.in.URL.Path)
+		s.emit(EventRetriedRead, st.in.Method, st.in.URL.Path, "")
 		s.forward(w, st.in)
 		return
 	}
@@ -126,6 +127,7 @@ func (s *Server) localError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	metrics.appErrors.Add(1)
 	s.log.Warn("application unreachable", "target", s.cfg.Target, "error", err)
+	s.emit(EventAppUnreachable, r.Method, r.URL.Path, err.Error())
 	httpError(w, http.StatusBadGateway, "litefs proxy: the application at "+s.cfg.Target+" did not answer: "+err.Error())
 }
 

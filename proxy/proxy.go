@@ -75,6 +75,9 @@ type Config struct {
 	DialRetryInterval, DialRetryTimeout time.Duration
 	// Logger receives the proxy's logs.
 	Logger *slog.Logger
+	// OnEvent, if set, is told about the proxy's significant events (the
+	// node's /events); it must not block.
+	OnEvent func(Event)
 }
 
 // Server is the proxy of one node.
@@ -146,6 +149,7 @@ func (s *Server) Listen() error {
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.mu.Unlock()
 	s.log.Info("proxy listening", "addr", ln.Addr().String(), "target", s.cfg.Target, "db", s.cfg.DB)
+	s.emit(EventStarted, "", "", ln.Addr().String())
 	return nil
 }
 

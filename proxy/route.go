@@ -57,6 +57,7 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, forwarded boo
 		if err != nil {
 			if r.Context().Err() == nil {
 				metrics.waitTimeouts.Add(1)
+				s.emit(EventWaitTimeout, r.Method, r.URL.Path, err.Error())
 				httpError(w, http.StatusGatewayTimeout, "litefs proxy: "+err.Error())
 			}
 			return

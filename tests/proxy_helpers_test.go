@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -159,4 +160,55 @@ func do(t *testing.T, c *http.Client, method, url, body string, cookies ...*http
 		t.Fatalf("%s %s: read body: %v", method, url, err)
 	}
 	return resp.StatusCode, string(data), resp
+}
+
+// eventFeed is an open GET /events of a node.
+type eventFeed struct {
+	lines chan string
+}
+
+// openEvents subscribes to n's /events (with the proxy tests' token) until
+// the test ends.
+func openEvents(t *testing.T, n *Node) *eventFeed {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.URL()+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+proxyToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /events: %s", resp.Status)
+	}
+	f := &eventFeed{lines: make(chan string, 1024)}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			select {
+			case f.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	return f
+}
+
+// waitFor waits up to 10 s for an event line containing want.
+func (f *eventFeed) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-f.lines:
+			if strings.Contains(line, want) {
+				return
+			}
+		case <-deadline:
+			t.Errorf("no event containing %s within 10s", want)
+			return
+		}
+	}
 }

@@ -106,8 +106,10 @@ func testReadYourWrites(t *testing.T, c *proxyCluster) {
 	}
 }
 
-// testWait504: a read whose TXID never arrives gets 504 after max-lag.
+// testWait504: a read whose TXID never arrives gets 504 after max-lag,
+// and r2's /events reports it.
 func testWait504(t *testing.T, c *proxyCluster) {
+	events := openEvents(t, c.r2.Node)
 	start := time.Now()
 	code, body, _ := do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/items/app.db/1", "",
 		&http.Cookie{Name: "__txid", Value: "00000000ffffffff"})
@@ -118,6 +120,7 @@ func testWait504(t *testing.T, c *proxyCluster) {
 	if took < 900*time.Millisecond || took > 5*time.Second {
 		t.Errorf("504 after %s, want about proxy.max-lag (1s)", took)
 	}
+	events.waitFor(t, `"type":"proxy","data":{"event":"wait-timeout","method":"GET","path":"/items/app.db/1"`)
 	code, body, _ = do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/items/app.db/1", "", &http.Cookie{Name: "__txid", Value: "12"})
 	if code != http.StatusBadRequest || !strings.Contains(body, "16 hex digits") {
 		t.Errorf("GET with a malformed __txid: %d %q, want 400", code, body)
@@ -161,6 +164,18 @@ func testForwardAuth(t *testing.T, c *proxyCluster) {
 	want := `node=p method=PUT path=/echo token="" forwarded="" auth="Bearer the-app-s-own"`
 	if resp.StatusCode != http.StatusOK || string(body) != want {
 		t.Errorf("forwarded PUT: %d %q, want %q", resp.StatusCode, body, want)
+	}
+	// A forwarded request reaching a replica is not forwarded again.
+	req, _ = http.NewRequest("POST", c.r2.ProxyURL()+"/echo", nil)
+	req.Header.Set("Litefs-Proxy-Forwarded", "00000000deadbeef")
+	req.Header.Set("Litefs-Proxy-Token", proxyToken)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not forwarding it again") {
+		t.Errorf("forwarded request on a replica: %d %q, want 503 (loop guard)", resp.StatusCode, body)
 	}
 	for _, tok := range []string{"", "wrong"} {
 		req, _ := http.NewRequest("POST", c.p.ProxyURL()+"/echo", nil)

@@ -195,14 +195,14 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 	}
 	g.Go(func() error {
 		defer stop() // the mount ended: stop the API and the stream too
-		return serveMount(gctx, stop, cfg, store, log)
+		return serveMount(gctx, stop, cfg, store, srv, log)
 	})
 	return g.Wait()
 }
 
 // serveMount mounts the filesystem, runs the exec commands once it is
 // ready, and returns when the mount ends (signal, unmount or exec exit).
-func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, srv *lhttp.Server, log *slog.Logger) error {
 	fsys := fuse.NewFS(store, log)
 	ready := make(chan struct{})
 	mounted := make(chan error, 1)
@@ -221,7 +221,7 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", role)
 
 	// The proxy starts once the node is ready, before exec (SPEC 13).
-	waitProxy, err := startProxyWhenReady(ctx, cfg, store, log)
+	waitProxy, err := startProxyWhenReady(ctx, cfg, store, srv, log)
 	if err != nil {
 		stop()
 		<-mounted

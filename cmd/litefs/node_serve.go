@@ -73,7 +73,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 	}
 	spawn(func() error {
 		defer stop()
-		return serveMount(ctx, stop, cfg, store, log)
+		return serveMount(ctx, stop, cfg, store, srv, log)
 	})
 	wg.Wait()
 	return errors.Join(errs...)

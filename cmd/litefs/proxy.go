@@ -10,8 +10,12 @@ import (
 	"time"
 
 	"github.com/litefs/litefs"
+	lhttp "github.com/litefs/litefs/http"
 	"github.com/litefs/litefs/proxy"
 )
+
+// proxyEventType is the /events type of the proxy's events.
+const proxyEventType = "proxy"
 
 // proxyAdvertiseURL is the URL peers reach this node's proxy at, reported
 // by /info as proxyURL: the host of lease.advertise-url and the port of
@@ -46,7 +50,7 @@ func proxyMetrics(cfg *Config) func(io.Writer) {
 // up), then starts the HTTP proxy when proxy.addr is set. It returns once
 // the proxy listens, with a function that waits for it to stop after ctx
 // ends.
-func startProxyWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, log *slog.Logger) (wait func(), err error) {
+func startProxyWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, srv *lhttp.Server, log *slog.Logger) (wait func(), err error) {
 	noop := func() {}
 	if cfg.Proxy.Addr == "" {
 		return noop, nil
@@ -54,23 +58,24 @@ func startProxyWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, 
 	if err := waitNodeReady(ctx, store); err != nil {
 		return noop, err
 	}
-	srv, err := proxy.New(store, proxy.Config{
+	px, err := proxy.New(store, proxy.Config{
 		Addr: cfg.Proxy.Addr, Target: cfg.Proxy.Target, DB: cfg.Proxy.DB,
 		Passthrough: cfg.Proxy.Passthrough, AlwaysForward: cfg.Proxy.AlwaysForward,
 		MaxLag: cfg.Proxy.MaxLag, PrimaryRedirectTimeout: cfg.Proxy.PrimaryRedirectTimeout,
 		FlyReplay: cfg.Proxy.FlyReplay, RetryFailedReadsOnPrimary: cfg.Proxy.RetryFailedReadsOnPrimary,
 		AuthToken: cfg.HTTP.AuthToken, Logger: log, // resolved by loadMountConfig
+		OnEvent: func(e proxy.Event) { srv.Publish(lhttp.Event{Type: proxyEventType, Data: e}) },
 	})
 	if err != nil {
 		return noop, err
 	}
-	if err := srv.Listen(); err != nil {
+	if err := px.Listen(); err != nil {
 		return noop, err
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ctx); err != nil {
+		if err := px.Serve(ctx); err != nil {
 			log.Error("proxy stopped", "error", err)
 		}
 	}()
