@@ -19,10 +19,11 @@ const proxyEventType = "proxy"
 
 // proxyAdvertiseURL is the URL peers reach this node's proxy at, reported
 // by /info as proxyURL: the host of lease.advertise-url and the port of
-// proxy.addr ("" without a proxy). See docs/proxy.md.
+// proxy.addr ("" without a proxy, and on a node that is no candidate: with
+// a static lease its advertise-url names the primary). See docs/proxy.md.
 func proxyAdvertiseURL(cfg *Config) string {
-	if cfg.Proxy.Addr == "" {
-		return ""
+	if cfg.Proxy.Addr == "" || !cfg.Lease.Candidate {
+		return "" // a node that never becomes primary is never forwarded to
 	}
 	host, port, err := net.SplitHostPort(cfg.Proxy.Addr)
 	if err != nil {

@@ -13,6 +13,11 @@ func TestProxyAdvertiseURL_AdvertiseHostAndProxyPort(t *testing.T) {
 		{"no advertise url: the listen host", "127.0.0.1:8080", "", "http://127.0.0.1:8080"},
 		{"neither: localhost", ":8080", "", "http://localhost:8080"},
 	}
+	cfg := DefaultConfig()
+	cfg.Proxy.Addr, cfg.Lease.AdvertiseURL, cfg.Lease.Candidate = ":8080", "http://primary:20202", false
+	if got := proxyAdvertiseURL(&cfg); got != "" {
+		t.Errorf("not a candidate: got %q, want none", got)
+	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
 		cfg.Proxy.Addr, cfg.Lease.AdvertiseURL = tt.addr, tt.advertise
