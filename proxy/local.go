@@ -133,8 +133,12 @@ func (s *Server) localError(w http.ResponseWriter, r *http.Request, err error) {
 
 // serveLocal sends r to the application.
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, st *reqState) {
-	st.before = positions(s)
-	st.refused = s.store.RefusedWrites()
+	if st.write {
+		st.before = positions(s)
+	}
+	if st.retry {
+		st.refused = s.store.RefusedWrites()
+	}
 	s.local.ServeHTTP(w, withState(r, st))
 }
 

@@ -81,7 +81,7 @@ func TestProxy_Cluster(t *testing.T) {
 // either replica sees the write every time, for both databases.
 func testReadYourWrites(t *testing.T, c *proxyCluster) {
 	client := newJarClient(t)
-	for i := range 20 {
+	for i := range 30 {
 		db := []string{"app.db", "other.db"}[i%2]
 		val := fmt.Sprintf("value-%d", i)
 		code, body, resp := do(t, client, "POST", c.r1.ProxyURL()+"/items/"+db, val)
