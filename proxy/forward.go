@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -107,6 +108,7 @@ func (s *Server) newRemoteProxy() *httputil.ReverseProxy {
 		Transport:     tr,
 		FlushInterval: -1,
 		ErrorHandler:  s.remoteError,
+		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
 

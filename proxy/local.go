@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -58,7 +59,7 @@ func (s *Server) newLocalProxy(target *url.URL) *httputil.ReverseProxy {
 		FlushInterval:  -1, // streaming responses (SSE, chunked) flow at once
 		ModifyResponse: s.modifyLocal,
 		ErrorHandler:   s.localError,
-		ErrorLog:       nil,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
 

@@ -217,9 +217,16 @@ func (s *Server) isWrite(r *http.Request) bool {
 	return (r.Method != http.MethodGet && r.Method != http.MethodHead) || s.always.Match(r.URL.Path)
 }
 
-// serveHealth answers GET /litefs/health.
+// serveHealth answers GET /litefs/health: 503 on a replica that is
+// disconnected, not caught up, or further behind than proxy.max-lag.
 func (s *Server) serveHealth(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.store.Connected() {
+		// Disconnected, the lag is unknown and growing.
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "replica not connected to its primary")
+		return
+	}
 	if lag := s.store.Lag(); lag > s.cfg.MaxLag {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		if lag >= litefs.NotSyncedLag {

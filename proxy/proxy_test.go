@@ -14,7 +14,7 @@ import (
 )
 
 // newTestStore opens a real store in a temporary directory (no mount).
-func newTestStore(t *testing.T) *litefs.Store {
+func newTestStore(t testing.TB) *litefs.Store {
 	t.Helper()
 	s, err := litefs.OpenStore(context.Background(), litefs.StoreOptions{Dir: t.TempDir(), SkipSync: true})
 	if err != nil {
@@ -25,7 +25,7 @@ func newTestStore(t *testing.T) *litefs.Store {
 }
 
 // startProxy serves a proxy of store on loopback and returns its URL.
-func startProxy(t *testing.T, store *litefs.Store, cfg Config) string {
+func startProxy(t testing.TB, store *litefs.Store, cfg Config) string {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	if cfg.DB == "" {
@@ -106,9 +106,11 @@ func TestServer_HealthFollowsLag(t *testing.T) {
 		body  string
 	}{
 		{"primary", func() {}, 200, "OK"},
-		{"replica not caught up", func() { store.SetReplica(&litefs.PrimaryInfo{Hostname: "p", AdvertiseURL: "http://127.0.0.1:1"}) }, 503, "not caught up"},
+		{"replica not connected", func() { store.SetReplica(&litefs.PrimaryInfo{Hostname: "p", AdvertiseURL: "http://127.0.0.1:1"}) }, 503, "not connected"},
+		{"replica not caught up", func() { store.SetConnected(true, false, 0) }, 503, "not caught up"},
 		{"replica within max-lag", func() { store.SetConnected(true, true, time.Second) }, 200, "OK"},
 		{"replica beyond max-lag", func() { store.SetConnected(true, true, 20*time.Second) }, 503, "exceeds proxy.max-lag"},
+		{"replica disconnected again", func() { store.SetConnected(false, false, 0) }, 503, "not connected"},
 	}
 	for _, tt := range tests {
 		tt.setup()
