@@ -115,7 +115,9 @@ func (s *Server) newRemoteProxy() *httputil.ReverseProxy {
 // remoteError answers a forwarded request the primary did not answer: a
 // clear 503, at once (the primary failed or went away).
 func (s *Server) remoteError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
+	if cause := context.Cause(r.Context()); errors.Is(cause, errPrimaryChanged) {
+		err = cause
+	} else if r.Context().Err() != nil {
 		return // the client went away
 	}
 	metrics.forwardErrors.Add(1)
@@ -151,8 +153,40 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	metrics.requests[routeForwarded].Add(1)
 	start := time.Now()
-	s.remote.ServeHTTP(w, withState(r, &reqState{in: r, primary: u}))
+	ctx, stop := s.watchPrimary(r.Context(), p.AdvertiseURL)
+	defer stop()
+	s.remote.ServeHTTP(w, withState(r.WithContext(ctx), &reqState{in: r, primary: u}))
 	metrics.forwardSeconds.observe(time.Since(start))
+}
+
+// errPrimaryChanged cancels a forwarded request whose primary lost the
+// role meanwhile: a primary cut off by a partition may never answer it.
+var errPrimaryChanged = errors.New("the primary changed during the request")
+
+// primaryWatchInterval is how often a forwarded request checks that its
+// primary still is one.
+const primaryWatchInterval = 100 * time.Millisecond
+
+// watchPrimary returns a context of parent canceled with errPrimaryChanged
+// once this node follows another primary than apiURL (or is primary).
+func (s *Server) watchPrimary(parent context.Context, apiURL string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	go func() {
+		t := time.NewTicker(primaryWatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if p := s.store.Primary(); p == nil || p.AdvertiseURL != apiURL {
+					cancel(errPrimaryChanged)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 var errBecamePrimary = errors.New("this node is the primary")

@@ -162,3 +162,38 @@ func TestServer_WriteWithoutAKnownPrimaryGives503(t *testing.T) {
 		t.Fatalf("POST without a primary: %d %q, want 503", code, body)
 	}
 }
+
+// TestServer_ForwardedWriteEndsWhenThePrimaryChanges: a primary that
+// accepts a forwarded write and never answers (cut off by a partition)
+// does not hold the client once this replica follows another primary.
+func TestServer_ForwardedWriteEndsWhenThePrimaryChanges(t *testing.T) {
+	release := make(chan struct{})
+	var hung *httptest.Server
+	hung = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/info" {
+			io.WriteString(w, `{"role":"primary","proxyURL":"`+hung.URL+`"}`)
+			return
+		}
+		select { // the partitioned primary: never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) }) // runs before hung.Close
+	store := newTestStore(t)
+	store.SetReplica(&litefs.PrimaryInfo{Hostname: "old", AdvertiseURL: hung.URL})
+	url := startProxy(t, store, Config{Target: "127.0.0.1:1"})
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		store.SetReplica(&litefs.PrimaryInfo{Hostname: "new", AdvertiseURL: "http://127.0.0.1:1"})
+	}()
+	start := time.Now()
+	code, body, _ := get(t, "POST", url+"/x")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "primary changed") {
+		t.Fatalf("POST to a hung primary that lost the role: %d %q, want 503", code, body)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("503 after %s, want soon after the change (500ms)", took)
+	}
+}
