@@ -137,6 +137,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	switch {
 	case errors.Is(err, errBecamePrimary):
+		metrics.requests[routeLocalWrite].Add(1)
 		s.serveLocal(w, r, &reqState{in: r, write: true, prior: priorTargets(r, s.cfg.DB)})
 		return
 	case err != nil:
