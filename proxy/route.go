@@ -52,8 +52,10 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, forwarded boo
 	st := &reqState{in: r}
 	if !s.store.IsPrimary() && len(t) > 0 {
 		start := time.Now()
-		err := s.waitTargets(r.Context(), t)
-		metrics.waitSeconds.observe(time.Since(start))
+		waited, err := s.waitTargets(r.Context(), t)
+		if waited {
+			metrics.waitSeconds.observe(time.Since(start))
+		}
 		if err != nil {
 			if r.Context().Err() == nil {
 				metrics.waitTimeouts.Add(1)
@@ -62,7 +64,11 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, forwarded boo
 			}
 			return
 		}
-		metrics.requests[routeWaitedRead].Add(1)
+		if waited {
+			metrics.requests[routeWaitedRead].Add(1)
+		} else {
+			metrics.requests[routeLocalRead].Add(1)
+		}
 	} else {
 		metrics.requests[routeLocalRead].Add(1)
 	}
@@ -78,24 +84,27 @@ func bodyless(r *http.Request) bool {
 
 // waitTargets waits until every database of t reaches its TXID, at most
 // proxy.max-lag; it is woken by the store's commits and applies, not by
-// polling.
-func (s *Server) waitTargets(ctx context.Context, t Targets) error {
-	sub := s.store.Subscribe() // before the first check: no change is missed
+// polling. waited reports whether it had to wait at all.
+func (s *Server) waitTargets(ctx context.Context, t Targets) (waited bool, err error) {
+	if s.missing(t) == "" {
+		return false, nil // the common case: no subscription needed
+	}
+	sub := s.store.Subscribe() // before the next check: no change is missed
 	defer sub.Close()
 	timer := time.NewTimer(s.cfg.MaxLag)
 	defer timer.Stop()
 	for {
 		missing := s.missing(t)
 		if missing == "" {
-			return nil
+			return true, nil
 		}
 		select {
 		case <-sub.C:
 		case <-timer.C:
-			return fmt.Errorf("this replica has not received the client's last write within proxy.max-lag %s: %s; retry later",
+			return true, fmt.Errorf("this replica has not received the client's last write within proxy.max-lag %s: %s; retry later",
 				s.cfg.MaxLag, missing)
 		case <-ctx.Done():
-			return errors.Join(ctx.Err(), errors.New("client gone"))
+			return true, errors.Join(ctx.Err(), errors.New("client gone"))
 		}
 	}
 }
