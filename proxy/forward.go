@@ -98,8 +98,7 @@ func (s *Server) newRemoteProxy() *httputil.ReverseProxy {
 			st := stateOf(pr.In)
 			pr.SetURL(st.primary)
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			pr.SetXForwarded()
+			setForwardedHeaders(pr)
 			pr.Out.Header.Set(ForwardedHeader, litefs.FormatNodeID(s.store.NodeID()))
 			if s.cfg.AuthToken != "" {
 				pr.Out.Header.Set(TokenHeader, s.cfg.AuthToken)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,8 +53,7 @@ func (s *Server) newLocalProxy(target *url.URL) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			pr.SetXForwarded()
+			setForwardedHeaders(pr)
 		},
 		Transport:      tr,
 		FlushInterval:  -1, // streaming responses (SSE, chunked) flow at once
@@ -159,4 +159,34 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// setForwardedHeaders keeps the X-Forwarded-Host and X-Forwarded-Proto a
+// request arrived with (an edge that terminated TLS says https there, and
+// applications redirect on it), setting them only when absent, and appends
+// the client's address to X-Forwarded-For. (httputil's SetXForwarded
+// would replace the first two with what this hop sees.)
+func setForwardedHeaders(pr *httputil.ProxyRequest) {
+	in, out := pr.In.Header, pr.Out.Header
+	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := in.Values(h); len(v) > 0 {
+			out[h] = v
+		}
+	}
+	if out.Get("X-Forwarded-Host") == "" {
+		out.Set("X-Forwarded-Host", pr.In.Host)
+	}
+	if out.Get("X-Forwarded-Proto") == "" {
+		proto := "http"
+		if pr.In.TLS != nil {
+			proto = "https"
+		}
+		out.Set("X-Forwarded-Proto", proto)
+	}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		if prior := strings.Join(in.Values("X-Forwarded-For"), ", "); prior != "" {
+			ip = prior + ", " + ip
+		}
+		out.Set("X-Forwarded-For", ip)
+	}
 }

@@ -153,8 +153,9 @@ func (a *testApp) upload(w http.ResponseWriter, r *http.Request) {
 
 // echo answers any other request with what the app saw of it.
 func (a *testApp) echo(w http.ResponseWriter, r *http.Request) {
-	fmt.Fprintf(w, "node=%s method=%s path=%s token=%q forwarded=%q auth=%q",
-		a.name, r.Method, r.URL.Path, r.Header.Get("Litefs-Proxy-Token"), r.Header.Get("Litefs-Proxy-Forwarded"), r.Header.Get("Authorization"))
+	fmt.Fprintf(w, "node=%s method=%s path=%s token=%q forwarded=%q auth=%q proto=%q xff=%q",
+		a.name, r.Method, r.URL.Path, r.Header.Get("Litefs-Proxy-Token"), r.Header.Get("Litefs-Proxy-Forwarded"), r.Header.Get("Authorization"),
+		r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-For"))
 }
 
 // sse: GET /sse sends three events (or ?n=) 300 ms apart, flushing each.

@@ -155,13 +155,15 @@ func testPatterns(t *testing.T, c *proxyCluster) {
 func testForwardAuth(t *testing.T, c *proxyCluster) {
 	req, _ := http.NewRequest("PUT", c.r1.ProxyURL()+"/echo", strings.NewReader("b"))
 	req.Header.Set("Authorization", "Bearer the-app-s-own")
+	req.Header.Set("X-Forwarded-Proto", "https") // as an edge terminating TLS says
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := `node=p method=PUT path=/echo token="" forwarded="" auth="Bearer the-app-s-own"`
+	want := `node=p method=PUT path=/echo token="" forwarded="" auth="Bearer the-app-s-own" proto="https" xff="203.0.113.7, 127.0.0.1, 127.0.0.1"`
 	if resp.StatusCode != http.StatusOK || string(body) != want {
 		t.Errorf("forwarded PUT: %d %q, want %q", resp.StatusCode, body, want)
 	}
