@@ -20,6 +20,7 @@ import (
 type reqState struct {
 	in      *http.Request       // the request as received
 	write   bool                // a write: tag the response with TXIDs
+	tag     bool                // a read on the primary: tag it if it wrote
 	prior   Targets             // the TXIDs the request's cookies carried
 	before  map[string]ltx.TXID // positions when the request went to the app
 	refused uint64              // the store's refused-write count then
@@ -92,7 +93,7 @@ func (s *Server) modifyLocal(resp *http.Response) error {
 	if st.retry && s.store.RefusedWrites() > st.refused {
 		return errRetryOnPrimary
 	}
-	if st.write {
+	if st.write || st.tag {
 		s.tagResponse(resp.Header, st)
 	}
 	return nil
@@ -101,15 +102,21 @@ func (s *Server) modifyLocal(resp *http.Response) error {
 // tagResponse sets the TXID cookies after a write: proxy.db always, and
 // every other database whose TXID moved while the request ran (another
 // request's write can move it too: the read then waits a little longer,
-// never too little).
+// never too little). A read on the primary (one that writes sessions, or
+// a read retried from a replica) is tagged only if a database moved.
 func (s *Server) tagResponse(h http.Header, st *reqState) {
-	t := Targets{}
-	t.merge(st.prior)
+	moved := Targets{}
 	for name, pos := range s.store.Positions() {
-		if name == s.cfg.DB || pos.TXID > st.before[name] {
-			t.merge(Targets{name: pos.TXID})
+		if st.write && name == s.cfg.DB || pos.TXID > st.before[name] {
+			moved[name] = pos.TXID
 		}
 	}
+	if len(moved) == 0 {
+		return
+	}
+	t := Targets{}
+	t.merge(st.prior)
+	t.merge(moved)
 	t.setCookies(h, s.cfg.DB, s.cfg.CookieTTL)
 }
 
@@ -134,7 +141,7 @@ func (s *Server) localError(w http.ResponseWriter, r *http.Request, err error) {
 
 // serveLocal sends r to the application.
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, st *reqState) {
-	if st.write {
+	if st.write || st.tag {
 		st.before = positions(s)
 	}
 	if st.retry {

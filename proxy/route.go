@@ -73,6 +73,9 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, forwarded boo
 		metrics.requests[routeLocalRead].Add(1)
 	}
 	st.retry = s.cfg.RetryFailedReadsOnPrimary && !forwarded && !s.store.IsPrimary() && bodyless(r)
+	if s.store.IsPrimary() {
+		st.tag, st.prior = true, t
+	}
 	s.serveLocal(w, r, st)
 }
 

@@ -275,9 +275,12 @@ func testLargeUpload(t *testing.T, c *proxyCluster) {
 // testRetryRead: a GET whose app write is refused on r1 (opt-in) is
 // retried on the primary; on r2 (not opted in) the app's failure shows.
 func testRetryRead(t *testing.T, c *proxyCluster) {
-	code, body, _ := do(t, http.DefaultClient, "GET", c.r1.ProxyURL()+"/write-on-get", "")
+	code, body, resp := do(t, http.DefaultClient, "GET", c.r1.ProxyURL()+"/write-on-get", "")
 	if code != http.StatusOK || body != "wrote node=p" {
 		t.Errorf("GET that writes on r1: %d %q, want the primary's answer", code, body)
+	}
+	if set := strings.Join(resp.Header.Values("Set-Cookie"), "\n"); !strings.Contains(set, "__txid=") {
+		t.Errorf("the retried GET wrote on the primary but sets no __txid (Set-Cookie %q)", set)
 	}
 	code, body, _ = do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/write-on-get", "")
 	if code != http.StatusInternalServerError || !strings.Contains(body, "write failed on r2") {
