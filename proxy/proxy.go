@@ -163,8 +163,9 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Serve serves until ctx is done, then closes the listener and every
-// connection (hijacked ones such as WebSockets included).
+// Serve serves until ctx is done, then closes the listener and, after up
+// to 2 s of grace, every connection; hijacked ones (WebSockets) end with
+// the daemon.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	srv, ln := s.srv, s.ln

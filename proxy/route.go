@@ -14,10 +14,7 @@ import (
 // primary, else forwarded (once: a forwarded request reaching a replica
 // gets 503).
 func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, forwarded bool) {
-	prior, err := ParseTargets(r, s.cfg.DB)
-	if err != nil {
-		prior = Targets{} // a write does not wait: a bad cookie is replaced
-	}
+	prior := priorTargets(r, s.cfg.DB) // a write does not wait: a bad cookie is replaced
 	if s.store.IsPrimary() {
 		metrics.requests[routeLocalWrite].Add(1)
 		s.serveLocal(w, r, &reqState{in: r, write: true, prior: prior})
