@@ -1,9 +1,12 @@
 package proxy
 
-import "strings"
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
 
-// Pattern is a path pattern of proxy.passthrough or proxy.always-forward:
-// anchored at both ends, where each '*' matches any run of characters
+// Pattern is a path pattern of proxy.passthrough: anchored at both ends, where each '*' matches any run of characters
 // (including '/' and nothing). "/static/*" matches every path under
 // /static/; "*.png" matches every path ending in .png; "/login" matches
 // only /login.
@@ -54,6 +57,35 @@ func CompilePatterns(list []string) Patterns {
 func (ps Patterns) Match(path string) bool {
 	for _, p := range ps {
 		if p.Match(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// Regexps is the list of proxy.always-forward: Go regular expressions
+// matched anywhere in the path unless anchored (^, $), as LiteFS read them
+// ("^/api/auth/callback/").
+type Regexps []*regexp.Regexp
+
+// CompileRegexps compiles every expression of list; an invalid one is an
+// error naming its index.
+func CompileRegexps(key string, list []string) (Regexps, error) {
+	rs := make(Regexps, 0, len(list))
+	for i, s := range list {
+		re, err := regexp.Compile(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d] %q is not a regular expression: %w", key, i, s, err)
+		}
+		rs = append(rs, re)
+	}
+	return rs, nil
+}
+
+// Match reports whether any expression matches path.
+func (rs Regexps) Match(path string) bool {
+	for _, re := range rs {
+		if re.MatchString(path) {
 			return true
 		}
 	}

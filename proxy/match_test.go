@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPattern_MatchIsAnchoredWithWildcards(t *testing.T) {
 	tests := []struct {
@@ -33,6 +36,24 @@ func TestPattern_MatchIsAnchoredWithWildcards(t *testing.T) {
 		if got := CompilePattern(tt.pattern).Match(tt.path); got != tt.want {
 			t.Errorf("pattern %q on %q = %t, want %t", tt.pattern, tt.path, got, tt.want)
 		}
+	}
+}
+
+func TestRegexps_AlwaysForwardAsLiteFSReadsIt(t *testing.T) {
+	rs, err := CompileRegexps("k", []string{"^/my/path$", "/api/auth/callback/*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{
+		"/my/path": true, "/my/path/x": false, "/x/my/path": false,
+		"/api/auth/callback/github": true, "/v1/api/auth/callback": true, "/api/auth": false,
+	} {
+		if got := rs.Match(path); got != want {
+			t.Errorf("Match(%q) = %t, want %t", path, got, want)
+		}
+	}
+	if _, err := CompileRegexps("proxy.always-forward", []string{"ok", "("}); err == nil || !strings.Contains(err.Error(), "proxy.always-forward[1]") {
+		t.Errorf("bad regexp: err %v, want one naming proxy.always-forward[1]", err)
 	}
 }
 

@@ -49,7 +49,7 @@ type Config struct {
 	Target        string   // the application, host:port or a URL
 	DB            string   // database of the __txid cookie
 	Passthrough   []string // path patterns sent straight to the application
-	AlwaysForward []string // path patterns handled as writes whatever the method
+	AlwaysForward []string // path regexps (LiteFS's syntax) handled as writes whatever the method
 
 	// MaxLag bounds the wait of a read for its __txid, and makes
 	// /litefs/health 503 beyond it. DefaultMaxLag if 0.
@@ -86,7 +86,7 @@ type Server struct {
 	store       *litefs.Store
 	log         *slog.Logger
 	passthrough Patterns
-	always      Patterns
+	always      Regexps
 	local       *httputil.ReverseProxy // to the application
 	remote      *httputil.ReverseProxy // to the primary's proxy
 	primaries   primaryCache
@@ -106,10 +106,14 @@ func New(store *litefs.Store, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	always, err := CompileRegexps("proxy.always-forward", cfg.AlwaysForward)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg: cfg, store: store, log: cfg.Logger.With("component", "proxy"),
 		passthrough: CompilePatterns(cfg.Passthrough),
-		always:      CompilePatterns(cfg.AlwaysForward),
+		always:      always,
 	}
 	s.local = s.newLocalProxy(target)
 	s.remote = s.newRemoteProxy()

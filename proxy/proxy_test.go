@@ -128,7 +128,7 @@ func TestServer_WriteOnPrimaryRefreshesTXIDCookies(t *testing.T) {
 	}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Method) }))
 	t.Cleanup(app.Close)
-	url := startProxy(t, store, Config{Target: app.URL, AlwaysForward: []string{"/w/*"}})
+	url := startProxy(t, store, Config{Target: app.URL, AlwaysForward: []string{"^/w/"}})
 	for _, tt := range []struct {
 		method, path string
 		write        bool

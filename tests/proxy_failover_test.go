@@ -16,9 +16,9 @@ import (
 // the answer has begun, a cut connection), never a hang; a write after
 // the primary is gone gets 503 at once too.
 func TestProxy_PrimaryGoneMidRequestGives503(t *testing.T) {
-	p := startProxyNode(t, "p", NodeOptions{}, "  always-forward: [\"/always/*\"]\n")
+	p := startProxyNode(t, "p", NodeOptions{}, "  always-forward: [\"^/always/\"]\n")
 	createItemTables(t, p)
-	r := startProxyNode(t, "r", NodeOptions{Primary: p.Node}, "  always-forward: [\"/always/*\"]\n  primary-redirect-timeout: 1s\n")
+	r := startProxyNode(t, "r", NodeOptions{Primary: p.Node}, "  always-forward: [\"^/always/\"]\n  primary-redirect-timeout: 1s\n")
 	r.App.open(t, r.Node)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -24,7 +24,7 @@ type proxyCluster struct {
 	p, r1, r2 *proxyNode
 }
 
-const commonProxyKeys = "  passthrough: [\"*.png\"]\n  always-forward: [\"/always/*\"]\n"
+const commonProxyKeys = "  passthrough: [\"*.png\"]\n  always-forward: [\"^/always/\"]\n"
 
 func startProxyCluster(t *testing.T) *proxyCluster {
 	t.Helper()
@@ -143,7 +143,7 @@ func testPatterns(t *testing.T, c *proxyCluster) {
 	if code != http.StatusOK || !strings.HasPrefix(body, "node=p method=GET path=/always/x") {
 		t.Errorf("GET always-forward: %d %q, want the primary", code, body)
 	}
-	code, body, _ = do(t, http.DefaultClient, "GET", c.r1.ProxyURL()+"/never/x", "")
+	code, body, _ = do(t, http.DefaultClient, "GET", c.r1.ProxyURL()+"/x/always/y", "") // ^ anchors the regexp
 	if code != http.StatusOK || !strings.HasPrefix(body, "node=r1 ") {
 		t.Errorf("GET elsewhere: %d %q, want r1", code, body)
 	}
