@@ -68,3 +68,26 @@ func TestPatterns_MatchAny(t *testing.T) {
 		t.Error("an empty list matched")
 	}
 }
+
+func TestTargetURL_AcceptsHostPortAndURLs(t *testing.T) {
+	tests := []struct{ in, want, wantErr string }{
+		{"localhost:8081", "http://localhost:8081", ""},
+		{":8081", "http://localhost:8081", ""},
+		{"127.0.0.1:3000", "http://127.0.0.1:3000", ""},
+		{"http://app:3000", "http://app:3000", ""},
+		{"https://app", "https://app", ""},
+		{"http://", "", "want host:port"},
+	}
+	for _, tt := range tests {
+		u, err := targetURL(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: err %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || u.String() != tt.want {
+			t.Errorf("%q: %v, %v; want %s", tt.in, u, err, tt.want)
+		}
+	}
+}
