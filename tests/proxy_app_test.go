@@ -47,6 +47,7 @@ func startApp(t *testing.T, name string) *testApp {
 	mux.HandleFunc("GET /items/{db}/{id}", a.get)
 	mux.HandleFunc("GET /write-on-get", a.writeOnGet)
 	mux.HandleFunc("POST /upload", a.upload)
+	mux.HandleFunc("GET /always/blob", a.blob)
 	mux.HandleFunc("GET /ws", a.websocket)
 	mux.HandleFunc("GET /always/ws", a.websocket)
 	mux.HandleFunc("GET /sse", a.sse)
@@ -149,6 +150,17 @@ func (a *testApp) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintf(w, "size=%d sha256=%s node=%s", n, sum, a.name)
+}
+
+// blob: GET /always/blob?n= streams n pattern bytes (chunked, no length).
+func (a *testApp) blob(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+	if err != nil {
+		http.Error(w, "want ?n=<bytes>", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("X-Node", a.name)
+	_, _ = io.Copy(w, &patternReader{n: n})
 }
 
 // echo answers any other request with what the app saw of it.

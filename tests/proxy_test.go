@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -71,7 +72,7 @@ func TestProxy_Cluster(t *testing.T) {
 	t.Run("ForwardedRequestCarriesTokenAndKeepsAppHeaders", func(t *testing.T) { testForwardAuth(t, c) })
 	t.Run("FlyReplayAnswersInsteadOfForwarding", func(t *testing.T) { testFlyReplay(t, c) })
 	t.Run("WebSocketAndSSEPassThrough", func(t *testing.T) { testStreaming(t, c) })
-	t.Run("LargeUploadForwardedToPrimary", func(t *testing.T) { testLargeUpload(t, c) })
+	t.Run("LargeUploadAndDownloadThroughPrimary", func(t *testing.T) { testLargeUpload(t, c) })
 	t.Run("ReadThatWritesIsRetriedOnPrimary", func(t *testing.T) { testRetryRead(t, c) })
 	t.Run("HealthAndMetrics", func(t *testing.T) { testHealthMetrics(t, c) })
 }
@@ -269,6 +270,18 @@ func testLargeUpload(t *testing.T, c *proxyCluster) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != want {
 		t.Errorf("upload: %d %q, want %q", resp.StatusCode, body, want)
+	}
+
+	// And 100 MB back from the primary's app (always-forward), streamed.
+	req, _ = http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/always/blob?n=%d", c.r1.ProxyURL(), size), nil)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	if err != nil || n != size || resp.Header.Get("X-Node") != "p" || !bytes.Equal(got.Sum(nil), h.Sum(nil)) {
+		t.Errorf("download: %d bytes from %q, err %v, hash match %t", n, resp.Header.Get("X-Node"), err, bytes.Equal(got.Sum(nil), h.Sum(nil)))
 	}
 }
 
