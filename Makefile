@@ -19,8 +19,9 @@ LDFLAGS := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 
 # Debian packages needed, keyed by the command that proves they are present
 # (several packages separated by commas). gcc is needed by cgo
-# (github.com/mattn/go-sqlite3) and by -race.
-DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev
+# (github.com/mattn/go-sqlite3) and by -race. node and npm run the Node.js
+# test (tests/nodejs_test.go), which installs the npm package litefs-js.
+DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev node:nodejs npm:npm
 
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)

@@ -13,9 +13,16 @@ import (
 // commitWAL turns every WAL transaction committed since the cursor into an
 // LTX file. It is idempotent: with nothing new in the WAL it does nothing.
 // db.mu is held.
-func (db *DB) commitWAL() error {
+func (db *DB) commitWAL() error { return db.commitWALMode(writeAsync) }
+
+// commitWALMode is commitWAL with the LTX files written according to mode.
+// With writeNow (the WAL fsync of a commit, before SQLite counts the
+// transaction as committed) an LTX file that cannot be written fails the
+// commit: nothing is recorded and the transaction's commit frame is voided,
+// as SQLite itself will treat it once the fsync fails.
+func (db *DB) commitWALMode(mode writeMode) error {
 	f := db.file(FileWAL)
-	if f == nil || db.opts.Passthrough {
+	if f == nil || db.opts.Passthrough || db.walAdopted.Load() {
 		return nil
 	}
 	var hb [WALHeaderSize]byte
@@ -38,17 +45,49 @@ func (db *DB) commitWAL() error {
 		if err != nil {
 			return fmt.Errorf("read wal of %s: %w", db.name, err)
 		} else if !ok {
+			db.walBehind.Store(false)
 			return nil
 		}
 		// Advance the cursor first: strict verification reads the WAL up to it.
 		prev := db.wal
 		s1, s2 := r.Checksums()
 		db.wal = walCursor{valid: true, salt1: hdr.Salt1, salt2: hdr.Salt2, off: r.Offset(), s1: s1, s2: s2}
-		if err := db.commitTx(db.walTx(f, hdr, c), writeAsync); err != nil {
+		if err := db.commitTx(db.walTx(f, hdr, c), mode); err != nil {
+			// The reader has passed c: the next scan restarts at the cursor,
+			// or c would never be recorded.
 			db.wal = prev
+			voided := mode == writeNow && db.voidWALCommit(f, hdr, c, r)
+			db.walr = nil
+			db.walBehind.Store(!voided)
 			return err
 		}
 	}
+}
+
+// voidWALCommit zeroes the header of c's commit frame after litefs failed
+// to record c at the WAL fsync of its commit. SQLite reports that commit as
+// failed and never counts its frames (the WAL-index is not advanced), but the
+// frames are intact in the file: a connection that rebuilt the WAL-index
+// later (the first to open the database, or after a crash), and litefs's own
+// recovery, would take the transaction as committed. Only the WAL's last
+// transaction is voided: one followed by another commit is not the one being
+// synced, nor one whose commit frame was written before the current holder
+// of the WAL write lock took it (SQLite committed that one). It reports
+// whether c was voided. db.mu is held.
+func (db *DB) voidWALCommit(f *os.File, hdr WALHeader, c WALCommit, r *WALReader) bool {
+	db.walr = nil // rescan from the cursor
+	frame := int64(WALFrameHeaderSize) + int64(hdr.PageSize)
+	if c.End-frame < db.walSession.Load() {
+		return false
+	}
+	if _, more, err := r.Next(); err != nil || more {
+		return false
+	}
+	if _, err := f.WriteAt(make([]byte, WALFrameHeaderSize), c.End-frame); err != nil {
+		db.log.Error("could not void a failed WAL commit frame", "error", err)
+		return false
+	}
+	return true
 }
 
 // walReader returns the reader that continues where the last scan stopped,

@@ -79,6 +79,9 @@ type DB struct {
 	walr       *WALReader          // the WAL scan, kept between commits
 	walrHdr    WALHeader           // the WAL header walr reads against
 	walLow     atomic.Int64        // lowest WAL offset written since the last scan
+	walAdopted atomic.Bool         // an adopted WAL not active yet (sidefiles.go)
+	walSession atomic.Int64        // lowest WAL offset written since the WAL write lock was last released
+	walBehind  atomic.Bool         // a committed WAL transaction could not be recorded yet
 	unsynced   bool                // LTX files were written since the last sync
 	snapMarker bool                // a snapshot marker may exist (snapshot_marker.go)
 	ltxw       *ltxWriter          // background writer of WAL commits' LTX files
@@ -106,6 +109,7 @@ func newDB(s *Store, name, dir string) *DB {
 	db := &DB{name: name, dir: dir, opts: opts, store: s, dirty: make(map[uint32]struct{}), ltxw: newLTXWriter()}
 	db.log = opts.Logger.With("db", name)
 	db.walLow.Store(math.MaxInt64)
+	db.walSession.Store(math.MaxInt64)
 	for i := range db.locks {
 		db.locks[i] = NewLockTable()
 	}
@@ -220,8 +224,9 @@ func (db *DB) ReadAt(kind FileKind, p []byte, off int64) (int, error) {
 }
 
 // walMode reports whether the database is in WAL mode: its WAL file exists.
-// Database-file writes in WAL mode are checkpoints, not transactions.
-func (db *DB) walMode() bool { return db.file(FileWAL) != nil }
+// Database-file writes in WAL mode are checkpoints, not transactions. An
+// adopted WAL does not count until its database is recorded (sidefiles.go).
+func (db *DB) walMode() bool { return db.file(FileWAL) != nil && !db.walAdopted.Load() }
 
 // markDirty records the pages covered by a write of n bytes at off.
 func (db *DB) markDirty(off int64, n int) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -96,7 +97,12 @@ func (db *DB) WriteAt(kind FileKind, p []byte, off int64) (int, error) {
 		}
 	}
 	if kind == FileWAL {
+		if err := db.refuseWALWhileLTXFails(); err != nil {
+			return 0, err
+		}
 		for low := db.walLow.Load(); off < low && !db.walLow.CompareAndSwap(low, off); low = db.walLow.Load() {
+		}
+		for low := db.walSession.Load(); off < low && !db.walSession.CompareAndSwap(low, off); low = db.walSession.Load() {
 		}
 	}
 	if kind == FileWAL && off == 0 {
@@ -239,7 +245,7 @@ func (db *DB) Sync(kind FileKind) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if kind == FileWAL {
-		if err := db.commitWAL(); err != nil {
+		if err := db.commitWALMode(db.walSyncMode()); err != nil {
 			return err
 		}
 	}
@@ -253,6 +259,38 @@ func (db *DB) Sync(kind FileKind) error {
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s %s: %w", db.name, kind, err)
+	}
+	return nil
+}
+
+// walSyncMode is how a WAL fsync records the transactions it finds. While
+// a connection holds the WAL write lock the fsync is part of its commit
+// (synchronous=FULL), before SQLite counts the transaction as committed:
+// its LTX file is written at once, so a full disk fails that commit instead
+// of recording one SQLite then rolls back. The fsync waits for the queued
+// files anyway, so this costs nothing.
+func (db *DB) walSyncMode() writeMode {
+	if db.locks[FileSHM].Held(LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		return writeNow
+	}
+	return writeAsync
+}
+
+// refuseWALWhileLTXFails fails a WAL write while an earlier commit could not
+// be recorded or its LTX file written (a full disk), after trying once more:
+// SQLite reports the failed write (SQLITE_FULL for ENOSPC) and rolls back,
+// instead of committing a transaction litefs could not record.
+func (db *DB) refuseWALWhileLTXFails() error {
+	if !db.ltxw.failing() && !db.walBehind.Load() {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if err := db.commitWAL(); err != nil {
+		return err
+	}
+	if err := db.ltxw.drain(); err != nil {
+		return fmt.Errorf("write ltx for %s: %w", db.name, err)
 	}
 	return nil
 }
@@ -271,6 +309,7 @@ func (db *DB) Remove(kind FileKind) error {
 			return err
 		}
 		db.resetWAL()
+		db.walAdopted.Store(false)
 	case FileDatabase, FileLock:
 		return fmt.Errorf("remove %s %s: not a side file", db.name, kind)
 	}
@@ -296,7 +335,11 @@ func (db *DB) BeforeUnlock(kind FileKind, owner uint64, start, end uint64, all b
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.commitWAL()
+	err := db.commitWAL()
+	if db.locks[FileSHM].HeldBy(owner, LockWrite, WALWriteLockByte, WALWriteLockByte) {
+		db.walSession.Store(math.MaxInt64) // the writer's frames are SQLite's now
+	}
+	return err
 }
 
 // AfterUnlock is called by the FUSE layer after locks on kind were
@@ -323,11 +366,21 @@ func (db *DB) commitUnjournaled() error {
 }
 
 // HandleClosed is called when an open file description of kind is released.
+// Closing the database also activates an adopted WAL (sidefiles.go): the
+// database file written so far is its base.
 func (db *DB) HandleClosed(kind FileKind) error {
-	if kind == FileDatabase {
-		return db.commitUnjournaled()
+	if kind != FileDatabase {
+		return nil
 	}
-	return nil
+	if err := db.commitUnjournaled(); err != nil {
+		return err
+	}
+	if !db.walAdopted.Load() {
+		return nil
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.activateAdoptedWAL()
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -73,7 +73,18 @@ type remoteHalt struct {
 	id, owner, handle uint64
 	acquired          time.Time
 	void              error // why the lock is void; nil while valid
-	stop              context.CancelFunc
+	// ctx ends when the lock is released or void (stop); forwards use it,
+	// so a commit in flight fails as soon as the lock is known lost.
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+// context returns h's context (Background for a lock made without one).
+func (h *remoteHalt) context() context.Context {
+	if h.ctx == nil {
+		return context.Background()
+	}
+	return h.ctx
 }
 
 // replicaHalts is the replica-side HALT state of one database.
@@ -139,6 +150,7 @@ func (db *DB) acquireRemote(ctx context.Context, owner, handle uint64, wait bool
 	defer cancel()
 	start := time.Now()
 	l, err := c.AcquireHalt(ctx, db.name, id, wait)
+	answered := time.Now()
 	if err != nil {
 		// The primary may have granted it just as the request was given up
 		// (an interrupted F_SETLKW): release it, or it would block every
@@ -157,13 +169,13 @@ func (db *DB) acquireRemote(ctx context.Context, owner, handle uint64, wait bool
 		return fmt.Errorf("halt %s: catch up to the primary: %w", db.name, err)
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	h := &remoteHalt{id: id, owner: owner, handle: handle, stop: stop, acquired: time.Now()}
+	h := &remoteHalt{id: id, owner: owner, handle: handle, ctx: rctx, stop: stop, acquired: time.Now()}
 	db.rhalt.mu.Lock()
 	db.rhalt.cur = h
 	db.rhalt.mu.Unlock()
 	db.store.haltEvent(HaltEvent{Type: HaltAcquired, DB: db.name, Holder: db.store.NodeID(), Wait: time.Since(start)})
 	db.log.Info("HALT acquired from primary", "id", FormatNodeID(id), "txid", l.Pos.TXID, "wait", time.Since(start).Round(time.Microsecond))
-	go db.renewLoop(rctx, c, h)
+	go db.renewLoop(rctx, c, h, answered)
 	return nil
 }
 
@@ -199,8 +211,15 @@ func (db *DB) waitForPos(ctx context.Context, pos ltx.Pos) error {
 	}
 }
 
-// renewLoop renews h until it is released or void.
-func (db *DB) renewLoop(ctx context.Context, c HaltClient, h *remoteHalt) {
+// renewLoop renews h until it is released or void. answered is when the
+// primary's last answer about h (the grant) arrived: the primary received
+// that request before, so without a later answer it drops h by answered +
+// halt.ttl at the latest, unless requests whose answers were lost renewed
+// it. Once that moment passes without an answer (a partition), h is void:
+// a commit in flight is given up and the next one fails at once, instead
+// of waiting for a network that may never answer.
+func (db *DB) renewLoop(ctx context.Context, c HaltClient, h *remoteHalt, answered time.Time) {
+	ttl := db.opts.haltTTL()
 	tick := time.NewTicker(db.opts.haltRenewInterval())
 	defer tick.Stop()
 	for {
@@ -209,15 +228,23 @@ func (db *DB) renewLoop(ctx context.Context, c HaltClient, h *remoteHalt) {
 			return
 		case <-tick.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, db.opts.haltTTL())
+		rctx, cancel := context.WithDeadline(ctx, answered.Add(ttl))
 		_, err := c.RenewHalt(rctx, db.name, h.id)
 		cancel()
-		if err == nil || ctx.Err() != nil {
+		if err == nil {
+			answered = time.Now()
+			continue
+		}
+		if ctx.Err() != nil {
 			continue
 		}
 		db.log.Warn("HALT renewal failed", "id", FormatNodeID(h.id), "error", err)
 		if errors.Is(err, ErrHaltNotHeld) || errors.Is(err, ErrNotPrimary) {
 			db.voidHalt(h, err)
+			return
+		}
+		if since := time.Since(answered); since >= ttl {
+			db.voidHalt(h, fmt.Errorf("the primary answered no renewal for %s (halt.ttl %s): it drops the lock", since.Round(time.Millisecond), ttl))
 			return
 		}
 	}
@@ -343,9 +370,19 @@ func (db *DB) forwardTx(out *ltxOut, pos ltx.Pos) error {
 		return err
 	}
 	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+	ctx, cancel := context.WithTimeout(h.context(), forwardTimeout)
 	defer cancel()
 	got, err := c.ForwardTx(ctx, db.name, h.id, r)
+	if err != nil && h.context().Err() != nil {
+		db.rhalt.mu.Lock()
+		why := h.void
+		db.rhalt.mu.Unlock()
+		if why == nil {
+			why = errors.New("released while the commit was in flight")
+		}
+		db.log.Warn("forwarded transaction given up: the HALT lock ended; the commit is rolled back", "txid", pos.TXID, "reason", why)
+		return fmt.Errorf("forward TXID %s of %s: %w: %v (the primary may still apply it: outcome unknown)", pos.TXID, db.name, ErrHaltVoid, why)
+	}
 	if err != nil {
 		if errors.Is(err, ErrHaltNotHeld) || errors.Is(err, ErrNotPrimary) {
 			db.voidHalt(h, err)

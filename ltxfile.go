@@ -39,16 +39,21 @@ func writeFile(path string, data []byte, sync bool) error {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
+		// A disk that is full leaves a short file: remove it, so no
+		// name ever holds a partial LTX file of a failed commit.
 		_ = f.Close()
+		_ = os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if sync {
 		if err := f.Sync(); err != nil {
 			_ = f.Close()
+			_ = os.Remove(path)
 			return fmt.Errorf("fsync %s: %w", path, err)
 		}
 	}
 	if err := f.Close(); err != nil {
+		_ = os.Remove(path)
 		return fmt.Errorf("close %s: %w", path, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -48,7 +49,8 @@ type ltxWriter struct {
 	inflight []queuedLTX // the batch being written; gone once on disk
 	running  bool
 	timer    *time.Timer // starts the writer kickDelay after the first queued file
-	err      error       // first failed write, reported by the next drain
+	err      error       // the last attempt's failure; its file is still queued
+	failed   atomic.Bool // err != nil, read without w.mu
 }
 
 const (
@@ -91,38 +93,59 @@ func (w *ltxWriter) kick() {
 	}
 }
 
-// startLocked starts the writer goroutine. w.mu is held.
+// startLocked starts the writer goroutine; each start is a fresh attempt
+// at the files still queued after a failure. w.mu is held.
 func (w *ltxWriter) startLocked() {
 	if w.timer != nil {
 		w.timer.Stop()
 		w.timer = nil
 	}
 	w.running = true
+	w.setErr(nil)
 	go w.run()
 }
 
+// run writes the queued files in order. At the first failure (a full disk)
+// it stops: the file that failed and every later one stay queued, ahead of
+// newer ones, and are tried again by the next drain or start. A queued file
+// belongs to a transaction SQLite already committed, which the WAL still
+// holds; dropping it would leave the position without its LTX file.
 func (w *ltxWriter) run() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for len(w.queue) > 0 {
+	for len(w.queue) > 0 && w.err == nil {
 		batch := w.queue
 		w.queue, w.inflight = nil, batch
 		w.mu.Unlock()
 		var err error
+		done := 0
 		for _, q := range batch {
-			if err == nil {
-				err = writeFileDirect(q.dir, q.name, q.data)
+			if err = writeFileDirect(q.dir, q.name, q.data); err != nil {
+				break
 			}
+			done++
 		}
 		w.mu.Lock()
 		w.inflight = nil
-		if err != nil && w.err == nil {
-			w.err = err
+		if err != nil {
+			rest := batch[done:len(batch):len(batch)]
+			w.queue = append(rest, w.queue...)
+			w.setErr(err)
 		}
 	}
 	w.running = false
 	w.cond.Broadcast()
 }
+
+// setErr records the outcome of the last attempt. w.mu is held.
+func (w *ltxWriter) setErr(err error) {
+	w.err = err
+	w.failed.Store(err != nil)
+}
+
+// failing reports whether the last attempt to write a queued file failed
+// and that file is still waiting. It takes no lock (every WAL write asks).
+func (w *ltxWriter) failing() bool { return w.failed.Load() }
 
 // lookup returns the contents of a file that is queued or being written,
 // or nil: a file not returned here is either complete on disk or absent.
@@ -139,20 +162,21 @@ func (w *ltxWriter) lookup(name string) []byte {
 	return nil
 }
 
-// drain waits until every queued file is written and returns the first
-// write error since the last drain.
+// drain waits until every queued file is written and returns the error of
+// the last attempt: files that failed stay queued and are tried again here.
 func (w *ltxWriter) drain() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.running && len(w.queue) > 0 {
+	for w.running {
+		w.cond.Wait()
+	}
+	if len(w.queue) > 0 {
 		w.startLocked()
 	}
 	for w.running {
 		w.cond.Wait()
 	}
-	err := w.err
-	w.err = nil
-	return err
+	return w.err
 }
 
 // ltxOut is where one LTX file is encoded: memory for an ordinary

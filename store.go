@@ -84,6 +84,7 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 			return nil, fmt.Errorf("open database %q: %w", e.Name(), err)
 		}
 		s.dbs[db.name] = db
+		s.orphanSideFiles(db.name) // left by a version that did not adopt them
 	}
 	return s, nil
 }
@@ -121,33 +122,70 @@ func (s *Store) DBs() []*DB {
 }
 
 // CreateDB creates an empty database. It fails with ErrDatabaseExists if the
-// name is taken and with ErrInvalidName for a bad name.
+// name is taken and with ErrInvalidName for a bad name. Local side files of
+// the name are renamed aside (see sidefiles.go).
 func (s *Store) CreateDB(name string) (*DB, error) {
+	db, _, err := s.createDB(name, false)
+	return db, err
+}
+
+// createDB creates database name; with adopt it takes over the local side
+// files of the name, else it renames them aside.
+func (s *Store) createDB(name string, adopt bool) (*DB, []string, error) {
 	if err := ValidateName(name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if db := s.dbs[name]; db != nil {
-		return db, fmt.Errorf("create %q: %w", name, ErrDatabaseExists)
+		return db, nil, fmt.Errorf("create %q: %w", name, ErrDatabaseExists)
 	}
 	db := newDB(s, name, filepath.Join(s.dbsDir(), name))
 	if err := os.MkdirAll(db.LTXDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("create database directory for %q: %w", name, err)
+		return nil, nil, fmt.Errorf("create database directory for %q: %w", name, err)
+	}
+	var adopted []string
+	if adopt {
+		var err error
+		if adopted, err = s.adoptSideFiles(db); err != nil {
+			s.undoCreate(db, adopted)
+			return nil, nil, err
+		}
+	} else {
+		s.orphanSideFiles(name)
 	}
 	if err := db.openFile(FileDatabase, true); err != nil {
-		return nil, err
+		s.undoCreate(db, adopted)
+		return nil, nil, err
 	}
 	if err := syncDir(s.dbsDir()); err != nil && !s.opts.SkipSync {
-		return nil, err
+		s.undoCreate(db, adopted)
+		return nil, nil, err
 	}
 	s.dbs[name] = db
 	s.log.Info("database created", "db", name)
 	s.notify()
-	return db, nil
+	return db, adopted, nil
+}
+
+// undoCreate puts adopted side files back and removes the directory of a
+// database whose creation failed. s.mu is held.
+func (s *Store) undoCreate(db *DB, adopted []string) {
+	db.closeAll()
+	for _, k := range adoptableKinds {
+		for _, n := range adopted {
+			if n == db.name+sideSuffix(k) {
+				if err := os.Rename(db.path(k), filepath.Join(s.LocalDir(), n)); err != nil {
+					s.log.Error("could not put back a side file after a failed create", "file", n, "error", err)
+					return // keep the directory: the file is in it
+				}
+			}
+		}
+	}
+	_ = os.RemoveAll(db.dir)
 }
 
 // DeleteDB removes a database: its files and its LTX history.

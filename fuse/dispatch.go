@@ -8,7 +8,8 @@ import (
 	"bazil.org/fuse/fs"
 )
 
-// dispatch answers one request. Every path responds exactly once.
+// dispatch answers one request. Every path responds exactly once, except
+// NOTIFY_REPLY, which expects no answer.
 func (s *server) dispatch(req fuse.Request) {
 	ctx := context.Background()
 	switch r := req.(type) {
@@ -34,6 +35,13 @@ func (s *server) dispatch(req fuse.Request) {
 		// ENOSYS tells the kernel never to ask again: without it every
 		// write would cost an extra getxattr("security.capability") trip.
 		req.RespondError(syscall.ENOSYS)
+	case *fuse.UnrecognizedRequest:
+		req.RespondError(nodeRefusal(r, nil))
+	case *fuse.DestroyRequest:
+		r.Respond()
+	case *fuse.NotifyReply:
+		// The kernel's data for a NOTIFY_RETRIEVE, which this server never
+		// sends; it expects no answer.
 	default:
 		s.dispatchNode(ctx, req)
 	}
@@ -53,6 +61,10 @@ func (s *server) dispatchNode(ctx context.Context, req fuse.Request) {
 	n := s.node(req.Hdr().Node)
 	if n == nil {
 		req.RespondError(syscall.ESTALE)
+		return
+	}
+	if errno := nodeRefusal(req, n); errno != 0 {
+		req.RespondError(errno)
 		return
 	}
 	switch r := req.(type) {
@@ -112,7 +124,8 @@ func (s *server) open(ctx context.Context, n fs.Node, r *fuse.OpenRequest) {
 	r.Respond(resp)
 }
 
-// dispatchDir answers directory requests; only the root is a directory.
+// dispatchDir answers directory requests; only the root is a directory
+// (nodeRefusal has answered ENOTDIR for any other node).
 func (s *server) dispatchDir(ctx context.Context, n fs.Node, req fuse.Request) {
 	root, ok := n.(*rootNode)
 	if !ok {
@@ -178,6 +191,10 @@ func (s *server) dispatchHandle(ctx context.Context, req fuse.Request) {
 	h := s.handle(hid)
 	if h == nil {
 		req.RespondError(syscall.EBADF)
+		return
+	}
+	if errno := handleRefusal(req, h); errno != 0 {
+		req.RespondError(errno)
 		return
 	}
 	if d, ok := h.(*dirHandle); ok {

@@ -181,9 +181,17 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 		return nil, nil, syscall.EACCES
 	}
 	if e.file == litefs.FileDatabase && db == nil {
+		// Local NAME-journal/-wal/-shm become the new database's side
+		// files (litefs/sidefiles.go). Names are never cached by the
+		// kernel (EntryValid 0), so the next lookup of such a name finds
+		// the database's file; only the local node goes.
+		var adopted []string
 		var err error
-		if db, err = r.fs.store.CreateDB(e.db); err != nil {
+		if db, adopted, err = r.fs.store.CreateDBAdopting(e.db); err != nil {
 			return nil, nil, r.fs.errno("create", err)
+		}
+		for _, name := range adopted {
+			r.fs.forget(localKey(name))
 		}
 	}
 	if err := db.Create(e.file); err != nil {

@@ -39,6 +39,16 @@ func (n *textNode) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 	return n, nil
 }
 
+// Setattr refuses a size change (truncate(2) needs no open, so Open's
+// refusal of writers does not cover it); other attributes are fixed.
+func (n *textNode) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	if req.Valid.Size() {
+		n.fs.log.Warn("refused truncate of a read-only file", "name", n.name)
+		return syscall.EACCES
+	}
+	return n.Attr(ctx, &resp.Attr)
+}
+
 // Read returns part of the current text.
 func (n *textNode) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	text := n.text()

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"crypto/tls"
 	"fmt"
 	nethttp "net/http"
 	"time"
@@ -85,7 +86,8 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 		Lease:     s.opts.LeaseType,
 		ProxyURL:  s.opts.ProxyURL,
 	}
-	if warn := OpenAPIWarning(s.opts.Addr, s.opts.AuthToken); warn != "" {
+	if warn := OpenAPIWarning(s.opts.Addr, s.opts.AuthToken,
+		s.opts.TLSConfig != nil && s.opts.TLSConfig.ClientAuth == tls.RequireAndVerifyClientCert); warn != "" {
 		resp.Warnings = append(resp.Warnings, warn)
 	}
 	if s.store.IsPrimary() {

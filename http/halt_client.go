@@ -26,10 +26,12 @@ type HaltClient struct {
 
 var _ litefs.HaltClient = (*HaltClient)(nil)
 
-// NewHaltClient returns a HALT API client for store. client may be nil.
+// NewHaltClient returns a HALT API client for store. client may be nil:
+// plain HTTP, or HTTPS verified against the system roots. With http.tls
+// pass NewPeerClient(LoadTLS(...).Client).
 func NewHaltClient(store *litefs.Store, authToken string, client *nethttp.Client) *HaltClient {
 	if client == nil {
-		client = &nethttp.Client{Transport: nethttp.DefaultTransport}
+		client = NewPeerClient(nil)
 	}
 	return &HaltClient{store: store, authToken: authToken, client: client}
 }
@@ -125,7 +127,7 @@ func (c *HaltClient) call(ctx context.Context, method, path string, q url.Values
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s on primary %s: %w", method, path, p.Hostname, err)
+		return fmt.Errorf("%s %s on primary %s: %w", method, path, p.Hostname, explainTLSError(err, "the primary"))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

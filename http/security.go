@@ -7,10 +7,11 @@ import (
 
 // OpenAPIWarning returns the warning a node without an auth token gives
 // when its API listens on addr beyond loopback (SPEC 11), or "" when there
-// is nothing to warn about. It appears in the start-up log, in GET /info and
-// in "litefs status".
-func OpenAPIWarning(addr, token string) string {
-	if token != "" || isLoopbackAddr(addr) {
+// is nothing to warn about. Mutual TLS (http.tls.ca) authenticates every
+// client too, so it needs no warning. It appears in the start-up log, in
+// GET /info and in "litefs status".
+func OpenAPIWarning(addr, token string, mutualTLS bool) string {
+	if token != "" || mutualTLS || isLoopbackAddr(addr) {
 		return ""
 	}
 	return "no auth token is set (http.auth-token, http.auth-token-file or LITEFS_AUTH_TOKEN) and the API listens on " +

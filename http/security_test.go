@@ -11,23 +11,26 @@ import (
 func TestOpenAPIWarning_OnlyWithoutATokenBeyondLoopback(t *testing.T) {
 	tests := []struct {
 		addr, token string
+		mutualTLS   bool
 		warn        bool
 	}{
-		{":20202", "", true},
-		{"0.0.0.0:20202", "", true},
-		{"[::]:20202", "", true},
-		{"10.0.0.5:20202", "", true},
-		{"node-1:20202", "", true},
-		{"127.0.0.1:20202", "", false},
-		{"127.0.0.2:20202", "", false},
-		{"[::1]:20202", "", false},
-		{"localhost:20202", "", false},
-		{":20202", "secret", false},
-		{"10.0.0.5:20202", "secret", false},
+		{":20202", "", false, true},
+		{":20202", "", true, false},
+		{"10.0.0.5:20202", "", true, false},
+		{"0.0.0.0:20202", "", false, true},
+		{"[::]:20202", "", false, true},
+		{"10.0.0.5:20202", "", false, true},
+		{"node-1:20202", "", false, true},
+		{"127.0.0.1:20202", "", false, false},
+		{"127.0.0.2:20202", "", false, false},
+		{"[::1]:20202", "", false, false},
+		{"localhost:20202", "", false, false},
+		{":20202", "secret", false, false},
+		{"10.0.0.5:20202", "secret", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr+"/"+tt.token, func(t *testing.T) {
-			got := OpenAPIWarning(tt.addr, tt.token)
+			got := OpenAPIWarning(tt.addr, tt.token, tt.mutualTLS)
 			if (got != "") != tt.warn {
 				t.Fatalf("OpenAPIWarning(%q, %q) = %q, want a warning: %v", tt.addr, tt.token, got, tt.warn)
 			}

@@ -229,7 +229,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          newServerErrorLog(s.log),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -3,12 +3,12 @@ package http
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	nethttp "net/http"
 	"net/url"
 	"strings"
@@ -34,7 +34,8 @@ type ReplicaOptions struct {
 	StallTimeout    time.Duration // a stream that delivers no byte this long is dead; DefaultStallTimeout if 0
 	AuthToken       string        // sent as "Authorization: Bearer <token>" when set
 	Logger          *slog.Logger
-	Client          *nethttp.Client // for TLS and tests; if nil, one with bounded connect and header waits
+	Client          *nethttp.Client // for tests; if nil, one with bounded connect and header waits using TLSConfig
+	TLSConfig       *tls.Config     // http.tls for https:// URLs (LoadTLS's Client); nil: the system roots
 
 	// Candidate, OwnURL and OwnHostname describe this node to the primary,
 	// which may hand the lease to a candidate (HandOff).
@@ -87,7 +88,7 @@ func RunReplica(ctx context.Context, store *litefs.Store, opts ReplicaOptions) e
 		opts.Logger = slog.Default()
 	}
 	if opts.Client == nil {
-		opts.Client = defaultStreamClient()
+		opts.Client = defaultStreamClient(opts.TLSConfig)
 	}
 	store.SetReplica(&litefs.PrimaryInfo{Hostname: opts.PrimaryHostname, AdvertiseURL: opts.PrimaryURL})
 	rc := &replicaClient{store: store, opts: opts, log: opts.Logger.With("primary", opts.PrimaryURL)}
@@ -223,7 +224,7 @@ func (c *replicaClient) connect(ctx context.Context) (*nethttp.Response, error) 
 	}
 	resp, err := c.opts.Client.Do(hreq)
 	if err != nil {
-		return nil, fmt.Errorf("connect to primary: %w", err)
+		return nil, fmt.Errorf("connect to primary: %w", explainTLSError(err, "the primary"))
 	}
 	if resp.StatusCode != nethttp.StatusOK {
 		defer resp.Body.Close()
@@ -423,12 +424,6 @@ func (s *stallReader) stop() { s.timer.Stop() }
 
 // defaultStreamClient returns an HTTP client for the stream: bounded
 // connect and response-header waits, no limit on the (endless) body.
-func defaultStreamClient() *nethttp.Client {
-	return &nethttp.Client{Transport: &nethttp.Transport{
-		Proxy:                 nethttp.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		IdleConnTimeout:       time.Minute,
-	}}
+func defaultStreamClient(tlsConf *tls.Config) *nethttp.Client {
+	return &nethttp.Client{Transport: NewPeerTransport(tlsConf, 30*time.Second)}
 }

@@ -92,6 +92,9 @@ func (s *Server) newRemoteProxy() *httputil.ReverseProxy {
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = 32
 	tr.Proxy = nil
+	if s.cfg.PeerTLS != nil {
+		tr.TLSClientConfig = s.cfg.PeerTLS.Clone()
+	}
 	s.primaries.client = http.Client{Timeout: 5 * time.Second, Transport: tr}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,10 @@ type Config struct {
 	// forwarded requests and required of them; also used to ask the
 	// primary's API for its proxy address.
 	AuthToken string
+	// PeerTLS, if set, is the TLS configuration of requests to a peer's
+	// node API (http.tls): the primary's GET /info, and a proxyURL that is
+	// https.
+	PeerTLS *tls.Config
 	// CookieTTL is the lifetime of the TXID cookies; DefaultCookieTTL if 0.
 	CookieTTL time.Duration
 	// DialRetryInterval and DialRetryTimeout pace the dial of the

@@ -14,7 +14,7 @@ BIN="${LITEFS_BIN:-$ROOT/bin/litefs}"
 CACHE="${SQLITE_TCL_CACHE:-$ROOT/.cache/sqlite-tcl}"
 # Test files that need no subdirectory (the mount is one flat directory) and
 # do not refuse to run as root.
-TESTS="${TESTS:-select1 trans trans2 savepoint savepoint2 lock2 lock4 journal1 journal2 journal3 pager2 wal wal3 wal5 walmode walcrash exclusive vacuum incrvacuum mmap1}"
+TESTS="${TESTS:-select1 trans trans2 savepoint savepoint2 lock2 lock4 journal1 journal2 journal3 pager2 wal wal3 wal5 walmode walcrash exclusive vacuum incrvacuum incrvacuum3 mmap1}"
 
 # build_testfixture: download the sqlite3 source package and build testfixture.
 build_testfixture() {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/litefs/litefs/internal/tlstest"
 )
 
 // Time limits used by Node.
@@ -60,6 +62,9 @@ type NodeOptions struct {
 	NoWait bool
 	// ReadyTimeout bounds the wait for the mount; default DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// TLS, when set, is written as http.tls (docs/tls.md); the node's URL
+	// is then https:// (see tls_test.go for making the files).
+	TLS *tlstest.Files
 }
 
 // Node is one litefs daemon started by StartNode.
@@ -163,6 +168,9 @@ func (n *Node) configYAML() string {
 	}
 	fmt.Fprintf(&b, "fuse:\n  dir: %q\n", n.MountDir)
 	fmt.Fprintf(&b, "http:\n  addr: %q\n", n.Addr)
+	if f := n.opts.TLS; f != nil {
+		fmt.Fprintf(&b, "  tls:\n    cert: %q\n    key: %q\n    ca: %q\n", f.Cert, f.Key, f.CA)
+	}
 	switch {
 	case n.opts.Lease != "":
 		b.WriteString(strings.TrimRight(n.opts.Lease, "\n") + "\n")
@@ -235,8 +243,14 @@ func (n *Node) Running() bool {
 	}
 }
 
-// URL is the node's own HTTP base URL, http://127.0.0.1:<port>.
-func (n *Node) URL() string { return "http://" + n.Addr }
+// URL is the node's own HTTP base URL, http://127.0.0.1:<port>, or
+// https:// with NodeOptions.TLS.
+func (n *Node) URL() string {
+	if n.opts.TLS != nil {
+		return "https://" + n.Addr
+	}
+	return "http://" + n.Addr
+}
 
 // DBPath returns the path of database name inside the mount.
 func (n *Node) DBPath(name string) string { return filepath.Join(n.MountDir, name) }

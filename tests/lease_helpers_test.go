@@ -64,7 +64,7 @@ func infoOf(n *Node) (nodeInfo, error) {
 	if err != nil {
 		return nodeInfo{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.HTTPClient().Do(req)
 	if err != nil {
 		return nodeInfo{}, err
 	}

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,10 +20,33 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	lhttp "github.com/litefs/litefs/http"
 )
 
 // defaultURL is the daemon's API address when -url is not given.
 const defaultURL = "http://localhost:20202"
+
+// Environment variables naming the PEM files the CLI uses to reach a daemon
+// serving HTTPS (docs/tls.md): the CA to verify it against (the system
+// roots if unset) and, for a daemon with http.tls.ca, a client certificate
+// and its key.
+const (
+	tlsCAEnv   = "LITEFS_TLS_CA"
+	tlsCertEnv = "LITEFS_TLS_CERT"
+	tlsKeyEnv  = "LITEFS_TLS_KEY"
+)
+
+// cliTLS loads the CLI's TLS files from the environment, nil if none is set.
+func cliTLS() (*tls.Config, error) {
+	t, err := lhttp.LoadTLS(lhttp.TLSFiles{
+		CA: os.Getenv(tlsCAEnv), Cert: os.Getenv(tlsCertEnv), Key: os.Getenv(tlsKeyEnv), Env: true,
+	})
+	if err != nil || t == nil {
+		return nil, err
+	}
+	return t.Client, nil
+}
 
 // authTokenEnv names the environment variable holding the bearer token sent
 // to a daemon configured with http.auth-token.
@@ -75,6 +100,7 @@ func printCommandHelp(fs *flag.FlagSet, synopsis string, w io.Writer) {
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
 	fmt.Fprintf(w, "\nSet %s when the daemon has http.auth-token; it is sent as \"Authorization: Bearer <token>\".\n", authTokenEnv)
+	fmt.Fprintf(w, "For a daemon serving HTTPS (http.tls) use -url https://...; set %s to its CA file, and %s and %s to a client certificate and key when it has http.tls.ca.\n", tlsCAEnv, tlsCertEnv, tlsKeyEnv)
 }
 
 // apiClient calls the HTTP API of one litefs daemon.
@@ -95,6 +121,13 @@ func newAPIClient(cmd, rawURL string) (*apiClient, error) {
 	u.RawQuery, u.Fragment = "", ""
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tlsConf, err := cliTLS()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	if tlsConf != nil {
+		tr.TLSClientConfig = tlsConf
+	}
 	return &apiClient{
 		base:  u,
 		token: os.Getenv(authTokenEnv),
@@ -130,13 +163,33 @@ func (c *apiClient) do(req *http.Request) (*http.Response, error) {
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return nil, fmt.Errorf("cannot reach litefs at %s: %v (is litefs mount running?)", c.base, err)
+		return nil, fmt.Errorf("cannot reach litefs at %s: %v (%s)", c.base, err, reachHint(err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		return nil, c.newAPIError(resp)
 	}
 	return resp, nil
+}
+
+// reachHint says what to check after a failed request: the TLS settings
+// for a TLS failure (docs/tls.md), else whether the daemon runs.
+func reachHint(err error) string {
+	var verr *tls.CertificateVerificationError
+	var herr x509.HostnameError
+	var oerr *net.OpError
+	var rerr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &herr):
+		return "the daemon's certificate does not name the host of -url: use a host it names, e.g. localhost"
+	case errors.As(err, &verr):
+		return fmt.Sprintf("the daemon's certificate is not trusted: set %s to the CA file of its http.tls.ca", tlsCAEnv)
+	case errors.As(err, &oerr) && oerr.Op == "remote error":
+		return fmt.Sprintf("the daemon refused the TLS handshake: with http.tls.ca it requires a client certificate; set %s and %s", tlsCertEnv, tlsKeyEnv)
+	case errors.As(err, &rerr):
+		return "the daemon does not speak TLS: use -url http://"
+	}
+	return "is litefs mount running?"
 }
 
 // apiError is a non-2xx answer from the daemon.

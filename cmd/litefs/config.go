@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	lhttp "github.com/litefs/litefs/http"
 	"gopkg.in/yaml.v3"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	// WithLock (litefs mount -with-lock, not a config key) runs Exec while
 	// this node holds the HALT lock on every database.
 	WithLock bool `yaml:"-"`
+	// PeerTLS is http.tls loaded at start (loadMountConfig), nil without
+	// it: the listener's and every peer client's TLS configuration.
+	PeerTLS *lhttp.TLS `yaml:"-"`
 
 	Data  DataConfig  `yaml:"data"`  // Data is the data directory section.
 	FUSE  FUSEConfig  `yaml:"fuse"`  // FUSE is the mount section.
@@ -331,4 +336,21 @@ func ParseConfig(data []byte, expandEnv bool, lookup func(string) (string, bool)
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// serverTLS is the listener's TLS configuration, nil for plain HTTP.
+func (c *Config) serverTLS() *tls.Config {
+	if c.PeerTLS == nil {
+		return nil
+	}
+	return c.PeerTLS.Server
+}
+
+// clientTLS is the TLS configuration of every request to a peer, nil for
+// the defaults (the system roots on https:// URLs).
+func (c *Config) clientTLS() *tls.Config {
+	if c.PeerTLS == nil {
+		return nil
+	}
+	return c.PeerTLS.Client
 }

@@ -184,8 +184,26 @@ func (c *Config) validateHTTP(p *problems) {
 	} else if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
 		p.add("http.addr %q is not host:port: write it like :20202 or 10.0.0.1:20202", c.HTTP.Addr)
 	}
-	if (c.HTTP.TLS.Cert == "") != (c.HTTP.TLS.Key == "") {
+	c.validateTLS(p)
+}
+
+// validateTLS checks the shape of http.tls; LoadTLS reads the files at
+// start (docs/tls.md).
+func (c *Config) validateTLS(p *problems) {
+	t := c.HTTP.TLS
+	if (t.Cert == "") != (t.Key == "") {
 		p.add("http.tls.cert and http.tls.key must be set together: give both PEM files to serve HTTPS, or neither")
+	}
+	if t.CA != "" && t.Cert == "" && t.Key == "" {
+		p.add("http.tls.ca is set without http.tls.cert and http.tls.key: the CA verifies peers for mutual TLS, which needs this node's own certificate; set all three, or remove ca")
+	}
+	if t.Cert == "" || !strings.HasPrefix(strings.ToLower(c.Lease.AdvertiseURL), "http://") {
+		return
+	}
+	if c.Lease.Type == "static" && !c.Lease.Candidate {
+		p.add("lease.advertise-url %q is http:// but http.tls is set: the primary of a TLS cluster serves HTTPS; write https://", c.Lease.AdvertiseURL)
+	} else {
+		p.add("lease.advertise-url %q is http:// but http.tls is set: this node serves HTTPS, so peers must reach it at https://", c.Lease.AdvertiseURL)
 	}
 }
 

@@ -55,7 +55,13 @@ func TestValidate_ValidConfigsPass(t *testing.T) {
 		}, ""},
 		{"retention zero keeps newest only", func(c *Config) { c.Data.Retention = 0 }, ""},
 		{"tls cert and key", func(c *Config) { c.HTTP.TLS.Cert, c.HTTP.TLS.Key = "c", "k" }, ""},
-		{"tls ca alone", func(c *Config) { c.HTTP.TLS.CA = "ca" }, ""},
+		{"tls cert, key and ca with an https URL", func(c *Config) {
+			c.HTTP.TLS = TLSConfig{Cert: "c", Key: "k", CA: "ca"}
+			c.Lease.AdvertiseURL = "https://node1:20202"
+		}, ""},
+		{"static replica without tls following an https primary", func(c *Config) {
+			c.Lease.Candidate, c.Lease.AdvertiseURL = false, "https://primary:20202"
+		}, ""},
 		{"sibling dirs sharing a prefix", func(c *Config) { c.Data.Dir, c.FUSE.Dir = "/srv/litefs", "/srv/litefs2" }, ""},
 		{"proxy complete", func(c *Config) { c.Proxy.Addr, c.Proxy.Target, c.Proxy.DB = ":8080", "localhost:8081", "app.db" }, ""},
 	})
@@ -142,6 +148,14 @@ func TestValidate_HTTPProxyExecLog(t *testing.T) {
 	runValidate(t, []validateCase{
 		{"tls cert without key", func(c *Config) { c.HTTP.TLS.Cert = "c.pem" }, "http.tls.cert and http.tls.key must be set together"},
 		{"tls key without cert", func(c *Config) { c.HTTP.TLS.Key = "k.pem" }, "must be set together"},
+		{"tls ca alone", func(c *Config) { c.HTTP.TLS.CA = "ca.pem" }, "http.tls.ca is set without http.tls.cert and http.tls.key"},
+		{"tls with an http own URL", func(c *Config) {
+			c.HTTP.TLS.Cert, c.HTTP.TLS.Key, c.Lease.AdvertiseURL = "c", "k", "http://node1:20202"
+		}, "this node serves HTTPS, so peers must reach it at https://"},
+		{"tls replica with an http primary URL", func(c *Config) {
+			c.HTTP.TLS.Cert, c.HTTP.TLS.Key = "c", "k"
+			c.Lease.Candidate, c.Lease.AdvertiseURL = false, "http://primary:20202"
+		}, "the primary of a TLS cluster serves HTTPS; write https://"},
 		{"empty http.addr", func(c *Config) { c.HTTP.Addr = "" }, "http.addr is empty"},
 		{"bad http.addr", func(c *Config) { c.HTTP.Addr = "20202" }, `http.addr "20202" is not host:port`},
 		{"proxy without target", func(c *Config) { c.Proxy.Addr, c.Proxy.DB = ":8080", "a.db" }, "proxy.target is required"},

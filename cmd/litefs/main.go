@@ -41,6 +41,9 @@ Usage:
 import, export and status talk to the local daemon's HTTP API (default -url
 http://localhost:20202). When the daemon has http.auth-token, set
 LITEFS_AUTH_TOKEN to it; it is sent as "Authorization: Bearer <token>".
+When it serves HTTPS (http.tls), use -url https://HOST:PORT and set
+LITEFS_TLS_CA to its CA file, plus LITEFS_TLS_CERT and LITEFS_TLS_KEY to a
+client certificate when it has http.tls.ca (docs/tls.md).
 
 Run "litefs COMMAND -h" for a command's flags.`
 

@@ -78,8 +78,9 @@ func loadMountConfig(mf *mountFlags) (*Config, error) {
 	if _, err := cfg.HTTP.ResolveAuthToken(os.LookupEnv); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if cfg.HTTP.TLS.Cert != "" || cfg.HTTP.TLS.CA != "" {
-		return nil, fmt.Errorf("config %s: http.tls is not available in this version", path)
+	t := cfg.HTTP.TLS
+	if cfg.PeerTLS, err = lhttp.LoadTLS(lhttp.TLSFiles{Cert: t.Cert, Key: t.Key, CA: t.CA}); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
@@ -116,7 +117,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
-	if warn := lhttp.OpenAPIWarning(cfg.HTTP.Addr, cfg.HTTP.AuthToken); warn != "" {
+	if warn := lhttp.OpenAPIWarning(cfg.HTTP.Addr, cfg.HTTP.AuthToken, cfg.HTTP.TLS.CA != ""); warn != "" {
 		log.Warn("the node API is open to the network: " + warn)
 	} else if cfg.HTTP.authTokenSource != "" {
 		log.Info("API requests need the auth token", "from", cfg.HTTP.authTokenSource)
@@ -169,7 +170,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 	replica := !cfg.Lease.Candidate
 	if replica {
 		store.SetReplica(&litefs.PrimaryInfo{Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL})
-		store.SetHaltClient(lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, nil))
+		store.SetHaltClient(lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, lhttp.NewPeerClient(cfg.clientTLS())))
 	} else if _, err := store.EnsureClusterID(); err != nil {
 		return err
 	}
@@ -177,7 +178,8 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
-		LeaseType: cfg.Lease.Type, ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
+		LeaseType: cfg.Lease.Type, TLSConfig: cfg.serverTLS(),
+		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
 	})
 	if err := srv.Listen(); err != nil {
 		return err
@@ -189,7 +191,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 			return lhttp.RunReplica(gctx, store, lhttp.ReplicaOptions{
 				PrimaryURL: cfg.Lease.AdvertiseURL, PrimaryHostname: cfg.Lease.Hostname,
 				Databases: cfg.Lease.Databases, ReconnectDelay: cfg.Lease.ReconnectDelay,
-				AuthToken: cfg.HTTP.AuthToken, Logger: log,
+				AuthToken: cfg.HTTP.AuthToken, Logger: log, TLSConfig: cfg.clientTLS(),
 			})
 		})
 	}

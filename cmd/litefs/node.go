@@ -296,7 +296,7 @@ func (n *leaseNode) follow(ctx context.Context, p *litefs.PrimaryInfo) {
 	opts := lhttp.ReplicaOptions{
 		PrimaryURL: p.AdvertiseURL, PrimaryHostname: p.Hostname,
 		Databases: n.cfg.Lease.Databases, ReconnectDelay: n.cfg.Lease.ReconnectDelay,
-		AuthToken: n.cfg.HTTP.AuthToken, Logger: n.log,
+		AuthToken: n.cfg.HTTP.AuthToken, Logger: n.log, TLSConfig: n.cfg.clientTLS(),
 		Candidate: n.cfg.Lease.Candidate, OwnURL: n.self.AdvertiseURL, OwnHostname: n.self.Hostname,
 		OnHandoff: n.handedOff,
 	}

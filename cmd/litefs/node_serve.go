@@ -29,7 +29,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 
 	// A replica without a primary until the lease says otherwise.
 	store.SetReplica(&litefs.PrimaryInfo{})
-	peer := lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, nil)
+	peer := lhttp.NewHaltClient(store, cfg.HTTP.AuthToken, lhttp.NewPeerClient(cfg.clientTLS()))
 	store.SetHaltClient(peer)
 	node := newLeaseNode(store, leaser, cfg, log)
 	node.peer = peer
@@ -37,7 +37,8 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 		Addr: cfg.HTTP.Addr, AuthToken: cfg.HTTP.AuthToken, Logger: log,
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
-		LeaseType: cfg.Lease.Type, ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg), Promote: node.Promote, Handoff: node.Handoff,
+		LeaseType: cfg.Lease.Type, Promote: node.Promote, Handoff: node.Handoff, TLSConfig: cfg.serverTLS(),
+		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
 	})
 	node.srv = srv
 	if err := srv.Listen(); err != nil {

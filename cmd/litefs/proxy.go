@@ -65,6 +65,7 @@ func startProxyWhenReady(ctx context.Context, cfg *Config, store *litefs.Store, 
 		MaxLag: cfg.Proxy.MaxLag, PrimaryRedirectTimeout: cfg.Proxy.PrimaryRedirectTimeout,
 		FlyReplay: cfg.Proxy.FlyReplay, RetryFailedReadsOnPrimary: cfg.Proxy.RetryFailedReadsOnPrimary,
 		AuthToken: cfg.HTTP.AuthToken, Logger: log, // resolved by loadMountConfig
+		PeerTLS: cfg.clientTLS(),
 		OnEvent: func(e proxy.Event) { srv.Publish(lhttp.Event{Type: proxyEventType, Data: e}) },
 	})
 	if err != nil {
