@@ -59,6 +59,16 @@ func ParseTargets(r *http.Request, defaultDB string) (Targets, error) {
 	return t, nil
 }
 
+// clearCookies adds Set-Cookie headers deleting both TXID cookies: after a
+// 504 the TXIDs may never arrive (a write lost in a failover), and every
+// read would wait again until the cookies expired.
+func clearCookies(h http.Header) {
+	for _, name := range []string{TXIDCookie, TXIDsCookie} {
+		c := &http.Cookie{Name: name, Value: "", Path: "/", HttpOnly: true, MaxAge: -1, SameSite: http.SameSiteLaxMode}
+		h.Add("Set-Cookie", c.String())
+	}
+}
+
 // merge raises t to the TXIDs of u.
 func (t Targets) merge(u Targets) {
 	for name, id := range u {

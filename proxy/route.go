@@ -57,7 +57,9 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, forwarded boo
 			if r.Context().Err() == nil {
 				metrics.waitTimeouts.Add(1)
 				s.emit(EventWaitTimeout, r.Method, r.URL.Path, err.Error())
-				httpError(w, http.StatusGatewayTimeout, "litefs proxy: "+err.Error())
+				clearCookies(w.Header())
+				httpError(w, http.StatusGatewayTimeout, "litefs proxy: "+err.Error()+
+					" (the TXID cookies are cleared: the next request reads without waiting)")
 			}
 			return
 		}

@@ -112,7 +112,7 @@ func testReadYourWrites(t *testing.T, c *proxyCluster) {
 func testWait504(t *testing.T, c *proxyCluster) {
 	events := openEvents(t, c.r2.Node)
 	start := time.Now()
-	code, body, _ := do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/items/app.db/1", "",
+	code, body, resp := do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/items/app.db/1", "",
 		&http.Cookie{Name: "__txid", Value: "00000000ffffffff"})
 	took := time.Since(start)
 	if code != http.StatusGatewayTimeout || !strings.Contains(body, "proxy.max-lag") {
@@ -122,6 +122,9 @@ func testWait504(t *testing.T, c *proxyCluster) {
 		t.Errorf("504 after %s, want about proxy.max-lag (1s)", took)
 	}
 	events.waitFor(t, `"type":"proxy","data":{"event":"wait-timeout","method":"GET","path":"/items/app.db/1"`)
+	if set := strings.Join(resp.Header.Values("Set-Cookie"), "\n"); !strings.Contains(set, "__txid=; Path=/; Max-Age=0") {
+		t.Errorf("the 504 does not clear the __txid cookie (Set-Cookie %q): every read would wait again", set)
+	}
 	code, body, _ = do(t, http.DefaultClient, "GET", c.r2.ProxyURL()+"/items/app.db/1", "", &http.Cookie{Name: "__txid", Value: "12"})
 	if code != http.StatusBadRequest || !strings.Contains(body, "16 hex digits") {
 		t.Errorf("GET with a malformed __txid: %d %q, want 400", code, body)
