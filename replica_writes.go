@@ -36,6 +36,7 @@ func (db *DB) replicaWriteErr(kind FileKind, truncate bool) error {
 		return nil
 	}
 	db.log.Warn("refused write on a replica without the HALT lock", "file", kind.String())
+	db.store.NoteRefusedWrite()
 	return fmt.Errorf("%s %s: %w: take the HALT lock to write on a replica", db.name, kind, ErrReadOnlyReplica)
 }
 
@@ -176,3 +177,13 @@ func (db *DB) rollbackRefusedTx() error {
 	}
 	return nil
 }
+
+// NoteRefusedWrite counts a write this replica refused an application
+// (without the HALT lock). The FUSE layer calls it for the refusals it
+// decides itself (a new journal, the WAL write lock).
+func (s *Store) NoteRefusedWrite() { s.refusedWrites.Add(1) }
+
+// RefusedWrites returns how many writes this node has refused applications
+// as a replica since it started. The HTTP proxy compares it before and
+// after a read to detect an application that tried to write on a GET.
+func (s *Store) RefusedWrites() uint64 { return s.refusedWrites.Load() }

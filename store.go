@@ -46,6 +46,8 @@ type Store struct {
 
 	leaseDeadline atomic.Pointer[func() time.Time] // see SetLeaseDeadline
 	fence         atomic.Pointer[error]            // see FenceWrites
+
+	refusedWrites atomic.Uint64 // see RefusedWrites
 }
 
 // OpenStore opens the data directory, creating it if needed, and recovers

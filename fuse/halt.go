@@ -91,5 +91,6 @@ func (f *FS) walWriteRefused(db *litefs.DB, req *fuse.LockRequest) bool {
 		return true
 	}
 	f.log.Warn("refused write on a replica without the HALT lock (WAL write lock)", "db", db.Name())
+	f.store.NoteRefusedWrite()
 	return true
 }

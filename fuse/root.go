@@ -170,12 +170,14 @@ func (r *rootNode) Create(ctx context.Context, req *fuse.CreateRequest, resp *fu
 	db := r.fs.store.DB(e.db)
 	if r.fs.readOnly() && e.file == litefs.FileDatabase {
 		r.fs.log.Warn("refused create of a database on a replica", "name", req.Name)
+		r.fs.store.NoteRefusedWrite()
 		return nil, nil, syscall.EROFS
 	}
 	if r.fs.readOnly() && db != nil && !db.MayCreate(e.file) {
 		// SQLite reports EACCES on a new journal as SQLITE_READONLY
 		// ("attempt to write a readonly database").
 		r.fs.log.Warn("refused write on a replica without the HALT lock (new journal)", "db", e.db)
+		r.fs.store.NoteRefusedWrite()
 		return nil, nil, syscall.EACCES
 	}
 	if e.file == litefs.FileDatabase && db == nil {

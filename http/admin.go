@@ -48,6 +48,7 @@ type InfoResponse struct {
 	MountDir  string                `json:"mountDir,omitempty"` // fuse.dir: where the databases are mounted
 	Lease     string                `json:"lease,omitempty"`    // lease.type: "static" or "consul"
 	Warnings  []string              `json:"warnings,omitempty"` // e.g. an API open to the network without a token
+	ProxyURL  string                `json:"proxyURL,omitempty"` // this node's HTTP proxy for its peers (docs/proxy.md)
 }
 
 // DBInfoJSON is one database in InfoResponse: its position and, on the
@@ -83,6 +84,7 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 		DBs:       make(map[string]DBInfoJSON),
 		MountDir:  s.opts.MountDir,
 		Lease:     s.opts.LeaseType,
+		ProxyURL:  s.opts.ProxyURL,
 	}
 	if warn := OpenAPIWarning(s.opts.Addr, s.opts.AuthToken,
 		s.opts.TLSConfig != nil && s.opts.TLSConfig.ClientAuth == tls.RequireAndVerifyClientCert); warn != "" {

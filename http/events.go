@@ -80,6 +80,8 @@ func (s *Server) followEvents(ctx context.Context, enc *json.Encoder, rc *nethtt
 	last := s.store.Positions()
 	halts, unsubscribe := s.halts.subscribe()
 	defer unsubscribe()
+	published, unpublish := s.published.subscribe()
+	defer unpublish()
 	tick := time.NewTicker(time.Second) // role changes do not signal subscriptions
 	defer tick.Stop()
 	for {
@@ -90,6 +92,10 @@ func (s *Server) followEvents(ctx context.Context, enc *json.Encoder, rc *nethtt
 		case <-tick.C:
 		case e := <-halts:
 			if err := enc.Encode(s.haltEvent(e)); err != nil {
+				return err
+			}
+		case e := <-published:
+			if err := enc.Encode(e); err != nil {
 				return err
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	nethttp "net/http"
@@ -52,6 +53,11 @@ type ServerOptions struct {
 	Candidate    bool   // this node may become primary (reported by /info)
 	MountDir     string // fuse.dir, reported by /info for "litefs run" and "litefs lock"
 	LeaseType    string // lease.type, reported by /info for "litefs status"
+	ProxyURL     string // this node's HTTP proxy as its peers reach it, reported by /info (empty: no proxy)
+
+	// ExtraMetrics, if set, writes more Prometheus text-format metrics at
+	// the end of GET /metrics (the HTTP proxy's).
+	ExtraMetrics func(w io.Writer)
 
 	MaxLag          time.Duration // /healthz: a replica further behind is unhealthy; DefaultMaxLag if 0
 	MaxImportSize   int64         // largest accepted POST /import body; DefaultMaxImportSize if 0
@@ -88,8 +94,9 @@ type Server struct {
 	cancel context.CancelFunc // ends long-lived responses (streams, events)
 	base   context.Context
 
-	halts   haltFeeds      // HALT events for /events
-	streams streamRegistry // live replication streams, for HandOff
+	halts     haltFeeds      // HALT events for /events
+	published eventFeeds     // events of other parts of the daemon, see Publish
+	streams   streamRegistry // live replication streams, for HandOff
 }
 
 // NewServer returns a server for store. Call Listen, then Serve.

@@ -172,6 +172,12 @@ type ProxyConfig struct {
 	Passthrough            []string      `yaml:"passthrough"`              // Passthrough lists path patterns sent straight through.
 	AlwaysForward          []string      `yaml:"always-forward"`           // AlwaysForward lists path patterns always sent to the primary.
 	PrimaryRedirectTimeout time.Duration `yaml:"primary-redirect-timeout"` // PrimaryRedirectTimeout bounds the wait for a primary.
+	// FlyReplay answers writes on a replica with a fly-replay header instead
+	// of forwarding them to the primary's proxy.
+	FlyReplay bool `yaml:"fly-replay"`
+	// RetryFailedReadsOnPrimary retries on the primary a GET or HEAD without
+	// body during which the application was refused a write on a replica.
+	RetryFailedReadsOnPrimary bool `yaml:"retry-failed-reads-on-primary"`
 }
 
 // LogConfig configures logging.

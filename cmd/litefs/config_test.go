@@ -123,6 +123,8 @@ proxy:
   passthrough: ["*.png"]
   always-forward: [/admin]
   primary-redirect-timeout: 7s
+  fly-replay: true
+  retry-failed-reads-on-primary: true
 log: {format: json, debug: true, timestamp: true}
 `
 	want := Config{
@@ -136,7 +138,8 @@ log: {format: json, debug: true, timestamp: true}
 			Consul: ConsulConfig{URL: "http://c:8500", Key: "k", TTL: 20 * time.Second}},
 		Halt: HaltConfig{AcquireTimeout: 4 * time.Second, TTL: 6 * time.Second, RenewInterval: 500 * time.Millisecond},
 		Proxy: ProxyConfig{Addr: ":8080", Target: "t:1", DB: "x.db", MaxLag: 90 * time.Second,
-			Passthrough: []string{"*.png"}, AlwaysForward: []string{"/admin"}, PrimaryRedirectTimeout: 7 * time.Second},
+			Passthrough: []string{"*.png"}, AlwaysForward: []string{"/admin"}, PrimaryRedirectTimeout: 7 * time.Second,
+			FlyReplay: true, RetryFailedReadsOnPrimary: true},
 		Log: LogConfig{Format: "json", Debug: true, Timestamp: true},
 	}
 	if got := mustParse(t, doc); !reflect.DeepEqual(*got, want) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/litefs/litefs"
+	"github.com/litefs/litefs/proxy"
 )
 
 // Consul's limits on a session TTL.
@@ -224,6 +225,9 @@ func (c *Config) validateProxy(p *problems) {
 	}
 	if c.Proxy.DB == "" {
 		p.add("proxy.db is required when proxy.addr is set: name the database the proxy tracks, e.g. app.db")
+	}
+	if _, err := proxy.CompileRegexps("proxy.always-forward", c.Proxy.AlwaysForward); err != nil {
+		p.add("%w: write Go regular expressions, e.g. ^/auth/callback/", err)
 	}
 }
 

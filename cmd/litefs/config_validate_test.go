@@ -160,6 +160,9 @@ func TestValidate_HTTPProxyExecLog(t *testing.T) {
 		{"bad http.addr", func(c *Config) { c.HTTP.Addr = "20202" }, `http.addr "20202" is not host:port`},
 		{"proxy without target", func(c *Config) { c.Proxy.Addr, c.Proxy.DB = ":8080", "a.db" }, "proxy.target is required"},
 		{"proxy without db", func(c *Config) { c.Proxy.Addr, c.Proxy.Target = ":8080", "t:1" }, "proxy.db is required"},
+		{"proxy always-forward not a regexp", func(c *Config) {
+			c.Proxy.Addr, c.Proxy.Target, c.Proxy.DB, c.Proxy.AlwaysForward = ":8080", "t:1", "a.db", []string{"^/ok$", "/bad("}
+		}, `proxy.always-forward[1] "/bad(" is not a regular expression`},
 		{"empty exec cmd", func(c *Config) { c.Exec = ExecConfigs{{Cmd: "a"}, {Cmd: " "}} }, "exec[1].cmd is empty"},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format "xml" is not supported: set it to text or json`},
 		{"empty log format", func(c *Config) { c.Log.Format = "" }, `log.format "" is not supported`},

@@ -179,6 +179,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, TLSConfig: cfg.serverTLS(),
+		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
 	})
 	if err := srv.Listen(); err != nil {
 		return err
@@ -196,14 +197,14 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 	}
 	g.Go(func() error {
 		defer stop() // the mount ended: stop the API and the stream too
-		return serveMount(gctx, stop, cfg, store, log)
+		return serveMount(gctx, stop, cfg, store, srv, log)
 	})
 	return g.Wait()
 }
 
 // serveMount mounts the filesystem, runs the exec commands once it is
 // ready, and returns when the mount ends (signal, unmount or exec exit).
-func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, log *slog.Logger) error {
+func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store *litefs.Store, srv *lhttp.Server, log *slog.Logger) error {
 	fsys := fuse.NewFS(store, log)
 	ready := make(chan struct{})
 	mounted := make(chan error, 1)
@@ -221,6 +222,14 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	}
 	log.Info("mounted", "dir", cfg.FUSE.Dir, "data", cfg.Data.Dir, "role", role)
 
+	// The proxy starts once the node is ready, before exec (SPEC 13).
+	waitProxy, err := startProxyWhenReady(ctx, cfg, store, srv, log)
+	if err != nil {
+		stop()
+		<-mounted
+		return err
+	}
+	defer waitProxy()
 	var execErr error
 	if cmds := cfg.Exec.ForNode(cfg.Lease.Candidate); len(cmds) > 0 {
 		execErr = runExecWhenReady(ctx, cfg, cmds, store, log)
@@ -228,7 +237,7 @@ func serveMount(ctx context.Context, stop context.CancelFunc, cfg *Config, store
 	} else if len(cfg.Exec) > 0 {
 		log.Info("exec: every command is if-candidate and this node is not a candidate: running none")
 	}
-	err := <-mounted
+	err = <-mounted
 	log.Info("unmounted", "dir", cfg.FUSE.Dir)
 	if execErr != nil {
 		return execErr

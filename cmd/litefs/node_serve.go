@@ -38,6 +38,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, Promote: node.Promote, Handoff: node.Handoff, TLSConfig: cfg.serverTLS(),
+		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
 	})
 	node.srv = srv
 	if err := srv.Listen(); err != nil {
@@ -73,7 +74,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 	}
 	spawn(func() error {
 		defer stop()
-		return serveMount(ctx, stop, cfg, store, log)
+		return serveMount(ctx, stop, cfg, store, srv, log)
 	})
 	wg.Wait()
 	return errors.Join(errs...)
