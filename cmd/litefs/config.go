@@ -47,7 +47,7 @@ type Config struct {
 	// Backup is the optional continuous backup to S3-compatible storage
 	// (SPEC section 14, docs/backup.md).
 	Backup BackupConfig `yaml:"backup"`
-	Log   LogConfig   `yaml:"log"`   // Log configures logging.
+	Log    LogConfig    `yaml:"log"` // Log configures logging.
 }
 
 // ExecConfig is one command of the exec list.
