@@ -194,3 +194,25 @@ func IsNotFound(err error) bool {
 	}
 	return false
 }
+
+// ListDBs returns the names of the databases the bucket holds under path.
+func (c *Client) ListDBs(ctx context.Context) ([]string, error) {
+	prefix := ""
+	if c.cfg.Path != "" {
+		prefix = c.cfg.Path + "/"
+	}
+	p := s3.NewListObjectsV2Paginator(c.s3, &s3.ListObjectsV2Input{Bucket: aws.String(c.cfg.Bucket),
+		Prefix: aws.String(prefix), Delimiter: aws.String("/")})
+	var names []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("backup: list databases under %q: %w", prefix, err)
+		}
+		for _, cp := range page.CommonPrefixes {
+			names = append(names, strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix), "/"))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}

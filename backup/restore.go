@@ -30,21 +30,14 @@ func (c *Client) Restore(ctx context.Context, name, path string, opts RestoreOpt
 	if _, err := os.Lstat(path); err == nil {
 		return ltx.Pos{}, fmt.Errorf("restore %q: %s already exists", name, path)
 	}
-	plan, err := c.Plan(ctx, name, opts.TXID, opts.Timestamp)
-	if err != nil {
-		return ltx.Pos{}, err
-	}
 	tmp, err := os.MkdirTemp(filepath.Dir(path), ".litefs-restore-")
 	if err != nil {
 		return ltx.Pos{}, fmt.Errorf("restore %q: %w", name, err)
 	}
 	defer os.RemoveAll(tmp)
-	files, err := c.download(ctx, name, tmp, plan, opts)
+	files, err := c.fetchPlan(ctx, name, tmp, opts)
 	if err != nil {
 		return ltx.Pos{}, err
-	}
-	if len(files) == 0 {
-		return ltx.Pos{}, fmt.Errorf("backup of %q: %w", name, ErrNoBackup)
 	}
 	out := filepath.Join(tmp, "db")
 	pos, err := decode(ctx, files, out)
@@ -58,6 +51,43 @@ func (c *Client) Restore(ctx context.Context, name, path string, opts RestoreOpt
 		return ltx.Pos{}, fmt.Errorf("restore %q: %w", name, err)
 	}
 	return pos, nil
+}
+
+// RestoreSnapshot writes database name, as the backup holds it at the
+// chosen point, to w as one snapshot LTX file (the plan's files, chain
+// checked, merged), downloading through the temporary directory tmpDir.
+// A store applies it with DB.ApplyLTX and lands at the backup's position.
+func (c *Client) RestoreSnapshot(ctx context.Context, name, tmpDir string, w io.Writer, opts RestoreOptions) (ltx.Pos, error) {
+	tmp, err := os.MkdirTemp(tmpDir, ".litefs-restore-")
+	if err != nil {
+		return ltx.Pos{}, fmt.Errorf("restore %q: %w", name, err)
+	}
+	defer os.RemoveAll(tmp)
+	files, err := c.fetchPlan(ctx, name, tmp, opts)
+	if err != nil {
+		return ltx.Pos{}, err
+	}
+	if err := mergeFiles(ctx, files, w); err != nil {
+		return ltx.Pos{}, fmt.Errorf("restore %q: %w", name, err)
+	}
+	last := files[len(files)-1]
+	return ltx.Pos{TXID: last.hdr.MaxTXID, PostApplyChecksum: last.trailer.PostApplyChecksum}, nil
+}
+
+// fetchPlan plans the restore and downloads its files into dir.
+func (c *Client) fetchPlan(ctx context.Context, name, dir string, opts RestoreOptions) ([]localFile, error) {
+	plan, err := c.Plan(ctx, name, opts.TXID, opts.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	files, err := c.download(ctx, name, dir, plan, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("backup of %q: %w", name, ErrNoBackup)
+	}
+	return files, nil
 }
 
 // localFile is a downloaded LTX file with its decoded ends.
@@ -130,23 +160,8 @@ func (c *Client) fetch(ctx context.Context, name, dir string, info FileInfo) (lo
 // snapshot, writes it as a database file at out, syncs it and checks its
 // checksum against the last file's post-apply checksum.
 func decode(ctx context.Context, files []localFile, out string) (ltx.Pos, error) {
-	rdrs := make([]io.Reader, len(files))
-	for i, lf := range files {
-		f, err := os.Open(lf.path)
-		if err != nil {
-			return ltx.Pos{}, err
-		}
-		defer f.Close()
-		rdrs[i] = f
-	}
 	pr, pw := io.Pipe()
-	go func() {
-		c, err := ltx.NewCompactor(pw, rdrs)
-		if err == nil {
-			err = c.Compact(ctx)
-		}
-		pw.CloseWithError(err)
-	}()
+	go func() { pw.CloseWithError(mergeFiles(ctx, files, pw)) }()
 	defer pr.Close()
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
@@ -172,6 +187,25 @@ func decode(ctx context.Context, files []localFile, out string) (ltx.Pos, error)
 			sum, last.trailer.PostApplyChecksum, last.hdr.MaxTXID)
 	}
 	return ltx.Pos{TXID: last.hdr.MaxTXID, PostApplyChecksum: sum}, nil
+}
+
+// mergeFiles merges files, a snapshot and the files that continue it, into
+// one snapshot LTX file written to w.
+func mergeFiles(ctx context.Context, files []localFile, w io.Writer) error {
+	rdrs := make([]io.Reader, len(files))
+	for i, lf := range files {
+		f, err := os.Open(lf.path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rdrs[i] = f
+	}
+	c, err := ltx.NewCompactor(w, rdrs)
+	if err != nil {
+		return err
+	}
+	return c.Compact(ctx)
 }
 
 // syncDir fsyncs a directory so a rename in it is durable.

@@ -151,6 +151,17 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer store.Close()
 	go store.RunRetention(ctx)
+	rep, err := startBackup(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	if rep != nil {
+		// Stopped, and waited for, before the store closes.
+		bctx, bcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = rep.Run(bctx) }()
+		defer func() { bcancel(); <-done }()
+	}
 
 	if err := os.MkdirAll(cfg.FUSE.Dir, 0o755); err != nil {
 		return fmt.Errorf("create fuse.dir: %w", err)
