@@ -107,7 +107,7 @@ func (r *Replicator) state(name string) *dbState {
 	defer r.mu.Unlock()
 	st := r.dbs[name]
 	if st == nil {
-		st = &dbState{}
+		st = &dbState{created: time.Now()}
 		r.dbs[name] = st
 	}
 	return st

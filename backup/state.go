@@ -11,6 +11,7 @@ import (
 // dbState is what the replicator knows about one database's backup.
 type dbState struct {
 	mu           sync.Mutex
+	created      time.Time
 	known        bool    // bucket head read since this node became primary
 	bucket       ltx.Pos // newest position in the bucket
 	lastSnapshot time.Time
@@ -138,9 +139,11 @@ func (r *Replicator) Status() []DBStatus {
 		}
 		if s.LocalTXID > s.BucketTXID {
 			s.LagTXIDs = uint64(s.LocalTXID - s.BucketTXID)
-			if !st.lastSync.IsZero() {
-				s.LagDuration = time.Since(st.lastSync).Seconds()
+			since := st.created
+			if st.lastSync.After(since) {
+				since = st.lastSync
 			}
+			s.LagDuration = time.Since(since).Seconds()
 		}
 		st.mu.Unlock()
 		out = append(out, s)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/litefs/litefs"
 	"github.com/litefs/litefs/backup"
+	lhttp "github.com/litefs/litefs/http"
 )
 
 // restoreAttempts and restoreRetryDelay bound how long a node with an empty
@@ -107,4 +108,18 @@ func restoreOne(ctx context.Context, client *backup.Client, store *litefs.Store,
 	log.Info("backup: restored database on start", "db", name, "txid", pos.TXID.String(),
 		"checksum", pos.PostApplyChecksum.String(), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// backupStatusFunc adapts the replicator's status for the HTTP server.
+func backupStatusFunc(rep *backup.Replicator) func() []lhttp.BackupStatus {
+	return func() []lhttp.BackupStatus {
+		all := rep.Status()
+		out := make([]lhttp.BackupStatus, len(all))
+		for i, s := range all {
+			out[i] = lhttp.BackupStatus{Name: s.Name, BucketTXID: uint64(s.BucketTXID), LocalTXID: uint64(s.LocalTXID),
+				LagSeconds: s.LagDuration, Errors: s.Errors, Uploads: s.Uploads, Deletes: s.Deletes,
+				LastError: s.LastError, Refused: s.Refused}
+		}
+		return out
+	}
 }

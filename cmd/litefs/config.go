@@ -37,6 +37,9 @@ type Config struct {
 	// PeerTLS is http.tls loaded at start (loadMountConfig), nil without
 	// it: the listener's and every peer client's TLS configuration.
 	PeerTLS *lhttp.TLS `yaml:"-"`
+	// backupStatus reports the running backup to the HTTP server; nil
+	// without backup.
+	backupStatus func() []lhttp.BackupStatus `yaml:"-"`
 
 	Data  DataConfig  `yaml:"data"`  // Data is the data directory section.
 	FUSE  FUSEConfig  `yaml:"fuse"`  // FUSE is the mount section.

@@ -156,6 +156,7 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if rep != nil {
+		cfg.backupStatus = backupStatusFunc(rep)
 		// Stopped, and waited for, before the store closes.
 		bctx, bcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -190,6 +191,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, TLSConfig: cfg.serverTLS(),
+		BackupStatus: cfg.backupStatus, BackupMaxLag: cfg.Backup.MaxLag,
 	})
 	if err := srv.Listen(); err != nil {
 		return err

@@ -38,6 +38,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 		Hostname: cfg.Lease.Hostname, AdvertiseURL: cfg.Lease.AdvertiseURL,
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, Promote: node.Promote, Handoff: node.Handoff, TLSConfig: cfg.serverTLS(),
+		BackupStatus: cfg.backupStatus, BackupMaxLag: cfg.Backup.MaxLag,
 	})
 	node.srv = srv
 	if err := srv.Listen(); err != nil {

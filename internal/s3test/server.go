@@ -46,6 +46,9 @@ type Server struct {
 	// directory needs no extended attributes.
 	Dir string
 
+	bin    string
+	args   []string
+	port   int
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	exited chan struct{}
@@ -148,19 +151,39 @@ func Launch(bin, dir, bucket string, files TLS) (*Server, error) {
 	}
 	args = append(args, "posix", "--sidecar", meta, root)
 	s := &Server{Endpoint: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), Bucket: bucket, Dir: root,
-		logs: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
-	if err := s.waitReady(port); err != nil {
-		s.Close()
+		bin: bin, args: args, port: port, logs: &syncBuffer{}}
+	if err := s.run(); err != nil {
 		return s, err
 	}
 	return s, s.createBucket()
+}
+
+// run starts the server process and waits until it listens.
+func (s *Server) run() error {
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	exited := s.exited
+	go func() { _ = s.cmd.Wait(); close(exited) }()
+	if err := s.waitReady(s.port); err != nil {
+		s.Close()
+		return err
+	}
+	return nil
+}
+
+// Restart starts the server again, after Close, on the same port and
+// directory (the bucket and its objects are kept): the end of an outage.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Close()
+	if err := s.run(); err != nil {
+		t.Fatalf("s3test: restart: %v", err)
+	}
 }
 
 // waitReady waits until the server accepts TCP connections.
@@ -198,9 +221,10 @@ func (s *Server) createBucket() error {
 	return c.CreateBucket(ctx)
 }
 
-// Close kills the server and waits for it; safe to call twice.
+// Close kills the server and waits for it; safe to call twice. Until
+// Restart, the store is unreachable (connection refused).
 func (s *Server) Close() {
-	if s.cmd.Process != nil {
+	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
 	}
 	select {
