@@ -8,13 +8,14 @@ import (
 )
 
 // maybeSnapshot writes a new snapshot once SnapshotInterval has passed
-// since the last one, then applies retention. A restore then reads one
-// snapshot and the level-0 files after it: at most SnapshotInterval worth.
+// since the last one and the database changed since, then applies
+// retention. A restore then reads one snapshot and the level-0 files after
+// it: at most SnapshotInterval worth.
 func (r *Replicator) maybeSnapshot(ctx context.Context, db *litefs.DB, st *dbState) error {
 	st.mu.Lock()
-	last := st.lastSnapshot
+	last, snapTXID, bucket := st.lastSnapshot, st.snapshotTXID, st.bucket.TXID
 	st.mu.Unlock()
-	if time.Since(last) < r.opts.SnapshotInterval {
+	if time.Since(last) < r.opts.SnapshotInterval || snapTXID == bucket {
 		return nil
 	}
 	if err := r.uploadSnapshot(ctx, db, st); err != nil {

@@ -15,6 +15,7 @@ type dbState struct {
 	known        bool    // bucket head read since this node became primary
 	bucket       ltx.Pos // newest position in the bucket
 	lastSnapshot time.Time
+	snapshotTXID ltx.TXID // TXID of the newest snapshot this node uploaded
 	lastSync     time.Time // last successful sync
 	refusal      string
 	lastErr      string
@@ -50,7 +51,7 @@ func (st *dbState) uploaded(pos ltx.Pos, snapshot bool) {
 	st.bucket = pos
 	st.puts++
 	if snapshot {
-		st.lastSnapshot = time.Now()
+		st.lastSnapshot, st.snapshotTXID = time.Now(), pos.TXID
 	}
 }
 
