@@ -15,7 +15,7 @@ type dbState struct {
 	known        bool    // bucket head read since this node became primary
 	bucket       ltx.Pos // newest position in the bucket
 	lastSnapshot time.Time
-	snapshotTXID ltx.TXID // TXID of the newest snapshot this node uploaded
+	snapshotTXID ltx.TXID  // TXID of the newest snapshot this node uploaded
 	lastSync     time.Time // last successful sync
 	refusal      string
 	lastErr      string
