@@ -95,3 +95,43 @@ func TestBackup_StoreOutageNeverBlocksCommits(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestBackup_ThrottledStoreNeverBlocksCommits: a store answering every
+// request with 503 SlowDown (through a fault proxy) during a write burst
+// does not slow commits; the backup counts the errors, backs off, and
+// catches up once the throttling stops.
+func TestBackup_ThrottledStoreNeverBlocksCommits(t *testing.T) {
+	srv := s3test.Start(t)
+	proxy := s3test.StartFaultProxy(t, srv)
+	yaml := strings.Replace(backupYAML(srv, "th", "100ms"), srv.Endpoint, proxy.Endpoint, 1)
+	n := StartNode(t, NodeOptions{Extra: yaml})
+	c := backupClient(t, srv, "th")
+	db := OpenDB(t, n.DBPath("app.db"), "_journal_mode=wal")
+	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	writeBurst(t, db, 0, 10)
+	waitBackedUp(t, c, n, "app.db")
+
+	proxy.Throttle(true)
+	start := time.Now()
+	writeBurst(t, db, 10, 200)
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("200 commits took %s with the store throttling: commits wait for the backup", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, metrics := httpGet(t, n.URL()+"/metrics")
+		errs := metricValue(metrics, `litefs_backup_errors_total{db="app.db"}`)
+		if proxy.Injected() > 0 && errs != "" && errs != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("throttled: %d requests answered 503, backup errors metric %q", proxy.Injected(), errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	proxy.Throttle(false)
+	pos := waitBackedUp(t, c, n, "app.db")
+	checkRestored(t, litefsRestore(t, n, "app.db"), restorePoint{pos: pos, rows: dumpBackupRows(t, db)})
+}
