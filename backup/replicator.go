@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/litefs/litefs"
 	"github.com/superfly/ltx"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of the `backup:` settings.
@@ -153,16 +155,34 @@ func (r *Replicator) sync(ctx context.Context, db *litefs.DB, st *dbState) error
 		}
 		st.setBucket(head.Pos, head.Snapshot)
 	}
+	// Only what is durable here is uploaded: a WAL commit is not fsynced
+	// per transaction, and a bucket ahead of this node after a power loss
+	// would be refused. One syncfs per sync makes everything up to target
+	// durable (docs/backup.md).
+	target := db.Pos().TXID
+	if err := syncFS(db.LTXDir()); err != nil {
+		return fmt.Errorf("make %s durable before uploading it: %w", name, err)
+	}
 	for {
 		remote := st.bucketPos()
-		if remote.TXID >= db.Pos().TXID {
+		if remote.TXID >= target {
 			break
 		}
-		if err := r.uploadNext(ctx, db, st, remote); err != nil {
+		if err := r.uploadNext(ctx, db, st, remote, target); err != nil {
 			return err
 		}
 	}
 	return r.maybeSnapshot(ctx, db, st)
+}
+
+// syncFS flushes the filesystem holding dir (syncfs(2)).
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 // checkHead refuses a bucket that is ahead of local or diverged from it.

@@ -21,13 +21,13 @@ type ltxBlob struct {
 }
 
 // uploadNext uploads the next batch after remote: the local LTX files from
-// remote.TXID+1 on, merged into one level-0 file, or a snapshot when the
+// remote.TXID+1 up to upTo, merged into one level-0 file, or a snapshot when the
 // bucket is empty or the local history no longer reaches back to it.
-func (r *Replicator) uploadNext(ctx context.Context, db *litefs.DB, st *dbState, remote ltx.Pos) error {
+func (r *Replicator) uploadNext(ctx context.Context, db *litefs.DB, st *dbState, remote ltx.Pos, upTo ltx.TXID) error {
 	if remote.TXID == 0 {
 		return r.uploadSnapshot(ctx, db, st)
 	}
-	blobs, err := collect(db, remote, db.Pos().TXID)
+	blobs, err := collect(db, remote, upTo)
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,9 @@ func (r *Replicator) uploadSnapshot(ctx context.Context, db *litefs.DB, st *dbSt
 	}
 	size, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
+		return fmt.Errorf("snapshot of %s: %w", db.Name(), err)
+	}
+	if err := syncFS(db.LTXDir()); err != nil { // its state is durable here first
 		return fmt.Errorf("snapshot of %s: %w", db.Name(), err)
 	}
 	if err := r.client.PutLTXFrom(ctx, db.Name(), SnapshotLevel, 1, pos.TXID, time.Now(), io.NewSectionReader(f, 0, size), size); err != nil {
