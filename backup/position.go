@@ -22,6 +22,8 @@ type Head struct {
 	File FileInfo
 	// Snapshot is when the newest snapshot was written (zero if none).
 	Snapshot time.Time
+	// Objects is the number of LTX objects of the database, all levels.
+	Objects int
 }
 
 // ListAll lists every level of database name.
@@ -44,7 +46,7 @@ func (c *Client) Head(ctx context.Context, name string) (Head, error) {
 	if err != nil {
 		return Head{}, err
 	}
-	var head Head
+	head := Head{Objects: len(all)}
 	for _, info := range all {
 		if info.MaxTXID > head.File.MaxTXID {
 			head.File = info

@@ -153,7 +153,7 @@ func (r *Replicator) sync(ctx context.Context, db *litefs.DB, st *dbState) error
 		if err := r.checkHead(db, head.Pos, local); err != nil {
 			return err
 		}
-		st.setBucket(head.Pos, head.Snapshot)
+		st.setBucket(head.Pos, head.Snapshot, head.Objects)
 	}
 	// Only what is durable here is uploaded: a WAL commit is not fsynced
 	// per transaction, and a bucket ahead of this node after a power loss

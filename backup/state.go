@@ -24,6 +24,7 @@ type dbState struct {
 	errors       int64 // all failed syncs
 	puts         int64 // objects uploaded
 	deletes      int64 // objects removed by retention
+	objects      int64 // LTX objects in the bucket (listed, then counted)
 }
 
 func (st *dbState) isKnown() bool {
@@ -38,10 +39,10 @@ func (st *dbState) bucketPos() ltx.Pos {
 	return st.bucket
 }
 
-func (st *dbState) setBucket(pos ltx.Pos, snapshot time.Time) {
+func (st *dbState) setBucket(pos ltx.Pos, snapshot time.Time, objects int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.known, st.bucket, st.lastSnapshot = true, pos, snapshot
+	st.known, st.bucket, st.lastSnapshot, st.objects = true, pos, snapshot, int64(objects)
 }
 
 // uploaded records one PUT that moved the bucket to pos.
@@ -50,6 +51,7 @@ func (st *dbState) uploaded(pos ltx.Pos, snapshot bool) {
 	defer st.mu.Unlock()
 	st.bucket = pos
 	st.puts++
+	st.objects++
 	if snapshot {
 		st.lastSnapshot, st.snapshotTXID = time.Now(), pos.TXID
 	}
@@ -59,6 +61,7 @@ func (st *dbState) deleted(n int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.deletes += int64(n)
+	st.objects -= int64(n)
 }
 
 func (st *dbState) refused() string {
@@ -115,6 +118,7 @@ type DBStatus struct {
 	Errors      int64    `json:"errors"`
 	Uploads     int64    `json:"uploads"`
 	Deletes     int64    `json:"deletes"`
+	Objects     int64    `json:"objects"`     // LTX objects of the database in the bucket
 	LagDuration float64  `json:"lag_seconds"` // since the last successful sync, when behind
 }
 
@@ -134,7 +138,7 @@ func (r *Replicator) Status() []DBStatus {
 		st := r.state(name)
 		st.mu.Lock()
 		s := DBStatus{Name: name, BucketTXID: st.bucket.TXID, LocalTXID: positions[name].TXID,
-			LastError: st.lastErr, Refused: st.refusal, Errors: st.errors, Uploads: st.puts, Deletes: st.deletes}
+			LastError: st.lastErr, Refused: st.refusal, Errors: st.errors, Uploads: st.puts, Deletes: st.deletes, Objects: st.objects}
 		if !st.lastSync.IsZero() {
 			s.LastSync = st.lastSync.UTC().Format(time.RFC3339Nano)
 		}

@@ -16,6 +16,7 @@ type BackupStatus struct {
 	Errors     int64   `json:"errors"`     // failed syncs so far
 	Uploads    int64   `json:"uploads"`    // objects uploaded
 	Deletes    int64   `json:"deletes"`    // objects removed by retention
+	Objects    int64   `json:"objects"`    // LTX objects of the database in the bucket
 	LastError  string  `json:"lastError,omitempty"`
 	Refused    string  `json:"refused,omitempty"` // why the bucket is left alone (ahead or diverged)
 }
@@ -64,6 +65,7 @@ func (s *Server) writeBackupMetrics(m metricWriter) {
 		{"litefs_backup_errors_total", "counter", "Failed backup syncs.", func(b BackupStatus) float64 { return float64(b.Errors) }},
 		{"litefs_backup_uploads_total", "counter", "Objects uploaded to the backup.", func(b BackupStatus) float64 { return float64(b.Uploads) }},
 		{"litefs_backup_deletes_total", "counter", "Objects removed from the backup by retention.", func(b BackupStatus) float64 { return float64(b.Deletes) }},
+		{"litefs_backup_objects", "gauge", "LTX objects of the database in the bucket (all levels).", func(b BackupStatus) float64 { return float64(b.Objects) }},
 		{"litefs_backup_refused", "gauge", "1 if the bucket is ahead or diverged and left alone.", func(b BackupStatus) float64 { return boolFloat(b.Refused != "") }},
 	} {
 		m.header(mt.name, mt.typ, mt.help)

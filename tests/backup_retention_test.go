@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,6 +67,10 @@ func TestBackup_RetentionKeepsRestorePointsInsideTheWindow(t *testing.T) {
 		if f.MaxTXID <= snaps[0].MaxTXID {
 			t.Fatalf("level-0 file %s-%s is older than the oldest kept snapshot (txid %s): retention kept it", f.MinTXID, f.MaxTXID, snaps[0].MaxTXID)
 		}
+	}
+	_, metrics := httpGet(t, n.URL()+"/metrics")
+	if got, want := metricValue(metrics, `litefs_backup_objects{db="app.db"}`), fmt.Sprint(len(snaps)+len(files)); got != want {
+		t.Errorf("litefs_backup_objects = %q, the bucket holds %s", got, want)
 	}
 	checkRestored(t, litefsRestore(t, n, "app.db"), last)
 	checkRestored(t, litefsRestore(t, n, "app.db", "-txid", inside.pos.TXID.String()), inside)

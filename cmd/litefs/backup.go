@@ -117,7 +117,7 @@ func backupStatusFunc(rep *backup.Replicator) func() []lhttp.BackupStatus {
 		out := make([]lhttp.BackupStatus, len(all))
 		for i, s := range all {
 			out[i] = lhttp.BackupStatus{Name: s.Name, BucketTXID: uint64(s.BucketTXID), LocalTXID: uint64(s.LocalTXID),
-				LagSeconds: s.LagDuration, Errors: s.Errors, Uploads: s.Uploads, Deletes: s.Deletes,
+				LagSeconds: s.LagDuration, Errors: s.Errors, Uploads: s.Uploads, Deletes: s.Deletes, Objects: s.Objects,
 				LastError: s.LastError, Refused: s.Refused}
 		}
 		return out

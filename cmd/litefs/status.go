@@ -51,6 +51,7 @@ type backupInfo struct {
 	LagSeconds float64 `json:"lagSeconds"`
 	Errors     int64   `json:"errors"`
 	Uploads    int64   `json:"uploads"`
+	Objects    int64   `json:"objects"`
 	LastError  string  `json:"lastError"`
 	Refused    string  `json:"refused"`
 }
@@ -171,7 +172,7 @@ func printBackup(w io.Writer, all []backupInfo) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "BACKUP\tBUCKET TXID\tBEHIND\tUPLOADS\tERRORS\tSTATE")
+	fmt.Fprintln(tw, "BACKUP\tBUCKET TXID\tBEHIND\tOBJECTS\tUPLOADS\tERRORS\tSTATE")
 	for _, b := range all {
 		state := "ok"
 		switch {
@@ -184,7 +185,7 @@ func printBackup(w io.Writer, all []backupInfo) error {
 		if b.LocalTXID > b.BucketTXID {
 			behind = fmt.Sprintf("%d tx, %s", b.LocalTXID-b.BucketTXID, (time.Duration(b.LagSeconds * float64(time.Second))).Round(time.Millisecond))
 		}
-		fmt.Fprintf(tw, "%s\t%016x\t%s\t%d\t%d\t%s\n", b.Name, b.BucketTXID, behind, b.Uploads, b.Errors, state)
+		fmt.Fprintf(tw, "%s\t%016x\t%s\t%d\t%d\t%d\t%s\n", b.Name, b.BucketTXID, behind, b.Objects, b.Uploads, b.Errors, state)
 	}
 	return tw.Flush()
 }
