@@ -33,7 +33,10 @@ type Options struct {
 	SyncInterval     time.Duration // default 1s
 	Retention        time.Duration // default 24h
 	SnapshotInterval time.Duration // default 1h
-	Logger           *slog.Logger
+	// CompactionInterval is how often level-0 files are merged into one
+	// level-1 file; 0 turns compaction off.
+	CompactionInterval time.Duration
+	Logger             *slog.Logger
 }
 
 // Replicator uploads the LTX history of every database of a store while
@@ -171,6 +174,9 @@ func (r *Replicator) sync(ctx context.Context, db *litefs.DB, st *dbState) error
 		if err := r.uploadNext(ctx, db, st, remote, target); err != nil {
 			return err
 		}
+	}
+	if err := r.maybeCompact(ctx, db, st); err != nil {
+		return err
 	}
 	return r.maybeSnapshot(ctx, db, st)
 }

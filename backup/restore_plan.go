@@ -36,8 +36,14 @@ func (c *Client) Plan(ctx context.Context, name string, txid ltx.TXID, ts time.T
 			plan = []FileInfo{s}
 		}
 	}
+	// A timestamp restore uses level 0 only: a compacted file may end
+	// after the timestamp while the level-0 files it merged do not.
+	levels := Levels[:len(Levels)-1]
+	if !ts.IsZero() {
+		levels = Levels[:1]
+	}
 	var files []FileInfo
-	for _, level := range Levels[:len(Levels)-1] {
+	for _, level := range levels {
 		infos, err := c.List(ctx, name, level)
 		if err != nil {
 			return nil, err

@@ -15,6 +15,7 @@ type dbState struct {
 	known        bool    // bucket head read since this node became primary
 	bucket       ltx.Pos // newest position in the bucket
 	lastSnapshot time.Time
+	lastCompact  time.Time
 	snapshotTXID ltx.TXID  // TXID of the newest snapshot this node uploaded
 	lastSync     time.Time // last successful sync
 	refusal      string
@@ -55,6 +56,15 @@ func (st *dbState) uploaded(pos ltx.Pos, snapshot bool) {
 	if snapshot {
 		st.lastSnapshot, st.snapshotTXID = time.Now(), pos.TXID
 	}
+}
+
+// compacted records a compaction pass that uploaded n files.
+func (st *dbState) compacted(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.lastCompact = time.Now()
+	st.puts += int64(n)
+	st.objects += int64(n)
 }
 
 func (st *dbState) deleted(n int) {

@@ -129,7 +129,7 @@ func TestBackup_RestoreToLatestEarlierTXIDsAndTimestamps(t *testing.T) {
 	for _, mode := range []string{"wal", "delete"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := s3test.Start(t)
-			n := StartNode(t, NodeOptions{Extra: backupYAML(srv, "cluster", "100ms")})
+			n := StartNode(t, NodeOptions{Extra: backupYAML(srv, "cluster", "100ms") + "  compaction-interval: 300ms\n"})
 			c := backupClient(t, srv, "cluster")
 			db := OpenDB(t, n.DBPath("app.db"), "_journal_mode="+mode)
 			if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
@@ -142,7 +142,7 @@ func TestBackup_RestoreToLatestEarlierTXIDsAndTimestamps(t *testing.T) {
 				txs += 25
 				pos := waitBackedUp(t, c, n, "app.db")
 				points = append(points, restorePoint{pos: pos, at: time.Now(), rows: dumpBackupRows(t, db)})
-				time.Sleep(20 * time.Millisecond) // the next commit is strictly later
+				time.Sleep(400 * time.Millisecond) // the next commit is strictly later; a compaction runs
 			}
 			level0, err := c.List(context.Background(), "app.db", 0)
 			if err != nil {
@@ -150,6 +150,9 @@ func TestBackup_RestoreToLatestEarlierTXIDsAndTimestamps(t *testing.T) {
 			}
 			if len(level0) >= txs {
 				t.Errorf("%d level-0 objects for %d transactions: uploads are not batched", len(level0), txs)
+			}
+			if l1, err := c.List(context.Background(), "app.db", backup.CompactionLevel); err != nil || len(l1) == 0 {
+				t.Fatalf("no level-1 file after the bursts (%v): compaction did not run", err)
 			}
 			last := points[len(points)-1]
 			checkRestored(t, litefsRestore(t, n, "app.db"), last)
@@ -166,7 +169,7 @@ func TestBackup_RestoreToLatestEarlierTXIDsAndTimestamps(t *testing.T) {
 func TestBackup_LitestreamRestoresOurBucket(t *testing.T) {
 	ls := s3test.Require(t, s3test.FindLitestream)
 	srv := s3test.Start(t)
-	n := StartNode(t, NodeOptions{Extra: backupYAML(srv, "lfs", "100ms")})
+	n := StartNode(t, NodeOptions{Extra: backupYAML(srv, "lfs", "100ms") + "  compaction-interval: 200ms\n"})
 	c := backupClient(t, srv, "lfs")
 	db := OpenDB(t, n.DBPath("app.db"), "_journal_mode=wal")
 	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
@@ -175,7 +178,13 @@ func TestBackup_LitestreamRestoresOurBucket(t *testing.T) {
 	writeBurst(t, db, 0, 30)
 	waitBackedUp(t, c, n, "app.db")
 	writeBurst(t, db, 30, 30)
+	waitBackedUp(t, c, n, "app.db")
+	time.Sleep(400 * time.Millisecond) // a compaction into level 1
+	writeBurst(t, db, 60, 5)
 	pos := waitBackedUp(t, c, n, "app.db")
+	if l1, err := c.List(context.Background(), "app.db", backup.CompactionLevel); err != nil || len(l1) == 0 {
+		t.Fatalf("no level-1 file (%v): Litestream would not read a compacted level", err)
+	}
 	want := restorePoint{pos: pos, rows: dumpBackupRows(t, db)}
 
 	out := filepath.Join(t.TempDir(), "app.db")

@@ -195,6 +195,9 @@ type BackupConfig struct {
 	// SnapshotInterval is how often a full snapshot is written (bounding
 	// the files a restore reads).
 	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
+	// CompactionInterval is how often level-0 files are merged into one
+	// level-1 file (Litestream's first compaction level); 0 turns it off.
+	CompactionInterval time.Duration `yaml:"compaction-interval"`
 	// MaxLag makes /healthz fail when the backup is this far behind; 0 is off.
 	MaxLag time.Duration `yaml:"max-lag"`
 }
@@ -236,9 +239,10 @@ func DefaultConfig() Config {
 		Proxy: ProxyConfig{MaxLag: 10 * time.Second, PrimaryRedirectTimeout: 5 * time.Second},
 		Log:   LogConfig{Format: "text"},
 		Backup: BackupConfig{
-			SyncInterval:     time.Second,
-			Retention:        24 * time.Hour,
-			SnapshotInterval: time.Hour,
+			SyncInterval:       time.Second,
+			Retention:          24 * time.Hour,
+			SnapshotInterval:   time.Hour,
+			CompactionInterval: time.Minute,
 		},
 	}
 }

@@ -50,5 +50,6 @@ func (b BackupConfig) backupConfig() backup.Config {
 
 // replicatorOptions are the backup package's timings.
 func (b BackupConfig) replicatorOptions() backup.Options {
-	return backup.Options{SyncInterval: b.SyncInterval, Retention: b.Retention, SnapshotInterval: b.SnapshotInterval}
+	return backup.Options{SyncInterval: b.SyncInterval, Retention: b.Retention, SnapshotInterval: b.SnapshotInterval,
+		CompactionInterval: b.CompactionInterval}
 }

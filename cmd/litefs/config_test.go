@@ -133,6 +133,7 @@ backup:
   sync-interval: 2s
   retention: 48h
   snapshot-interval: 30m
+  compaction-interval: 2m
   max-lag: 1m
 log: {format: json, debug: true, timestamp: true}
 `
@@ -150,7 +151,7 @@ log: {format: json, debug: true, timestamp: true}
 			Passthrough: []string{"*.png"}, AlwaysForward: []string{"/admin"}, PrimaryRedirectTimeout: 7 * time.Second},
 		Backup: BackupConfig{Type: "s3", Bucket: "bk", Path: "p/q", Endpoint: "http://s3:9000", Region: "eu-west-1",
 			ForcePathStyle: true, SyncInterval: 2 * time.Second, Retention: 48 * time.Hour,
-			SnapshotInterval: 30 * time.Minute, MaxLag: time.Minute},
+			SnapshotInterval: 30 * time.Minute, CompactionInterval: 2 * time.Minute, MaxLag: time.Minute},
 		Log: LogConfig{Format: "json", Debug: true, Timestamp: true},
 	}
 	if got := mustParse(t, doc); !reflect.DeepEqual(*got, want) {

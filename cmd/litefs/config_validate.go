@@ -157,6 +157,7 @@ func (c *Config) validateDurations(p *problems) {
 		{"backup.sync-interval", c.Backup.SyncInterval},
 		{"backup.retention", c.Backup.Retention},
 		{"backup.snapshot-interval", c.Backup.SnapshotInterval},
+		{"backup.compaction-interval", c.Backup.CompactionInterval},
 		{"backup.max-lag", c.Backup.MaxLag},
 	}
 	for _, f := range all {
