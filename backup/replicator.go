@@ -163,8 +163,10 @@ func (r *Replicator) sync(ctx context.Context, db *litefs.DB, st *dbState) error
 	// would be refused. One syncfs per sync makes everything up to target
 	// durable (docs/backup.md).
 	target := db.Pos().TXID
-	if err := syncFS(db.LTXDir()); err != nil {
-		return fmt.Errorf("make %s durable before uploading it: %w", name, err)
+	if st.bucketPos().TXID < target {
+		if err := syncFS(db.LTXDir()); err != nil {
+			return fmt.Errorf("make %s durable before uploading it: %w", name, err)
+		}
 	}
 	for {
 		remote := st.bucketPos()
