@@ -52,6 +52,44 @@ func TestBackup_HandoffContinuesTheSameHistory(t *testing.T) {
 	}
 }
 
+// TestBackup_CrashFailoverContinuesTheSameHistory: the primary is
+// SIGKILLed once its writes are replicated and backed up; the replica that
+// takes over continues the bucket's history with no gap and no duplicate.
+func TestBackup_CrashFailoverContinuesTheSameHistory(t *testing.T) {
+	srv := s3test.Start(t)
+	agent := StartConsul(t)
+	extra := backupYAML(srv, "ha", "100ms")
+	n1 := consulNode(t, agent, "n1", true, NodeOptions{Extra: extra})
+	waitRole(t, n1, "primary", 15*time.Second)
+	n2 := consulNode(t, agent, "n2", true, NodeOptions{Extra: extra})
+	waitRole(t, n2, "replica", 15*time.Second)
+	c := backupClient(t, srv, "ha")
+	createTable(t, n1, []*Node{n1, n2}, "app.db")
+	for id := int64(1); id <= 20; id++ {
+		if err := insertOnce(n1, "app.db", id, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConverged(t, ConvergeTimeout, n1, []*Node{n2}, "app.db")
+	waitBackedUp(t, c, n1, "app.db")
+	if err := n1.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitRole(t, n2, "primary", 30*time.Second)
+	for id := int64(21); id <= 40; id++ {
+		if err := insertOnce(n2, "app.db", id, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos := waitBackedUp(t, c, n2, "app.db")
+	checkContiguous(t, c, "app.db")
+	rows := dumpBackupRows(t, OpenDB(t, n2.DBPath("app.db"), "mode=ro"))
+	checkRestored(t, litefsRestore(t, n2, "app.db"), restorePoint{pos: pos, rows: rows})
+	if strings.Contains(n2.Log(), "backup refused") {
+		t.Fatalf("n2 refused the shared history:\n%s", n2.Log())
+	}
+}
+
 // checkContiguous checks that the level-0 files after the first snapshot
 // follow one another with no gap and no overlap.
 func checkContiguous(t testing.TB, c *backup.Client, name string) {
