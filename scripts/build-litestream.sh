@@ -34,7 +34,18 @@ mkdir -p bin
 start=$(date +%s)
 # Build to a temporary name and rename, so an interrupted build never leaves
 # a half-written binary that later runs would take as cached.
-(cd tests/tools/litestream && go build -trimpath -ldflags "-s -w -X main.Version=$want" -o "$out.tmp" "$mod/cmd/litestream")
+(cd tests/tools/litestream && go build -trimpath -ldflags "-s -w -X main.Version=$want" -o "$out.tmp" "$mod/cmd/litestream") &
+build=$!
+# Progress: go build is silent for minutes; say it is still working.
+tick=0
+while kill -0 "$build" 2>/dev/null; do
+	sleep 1
+	tick=$((tick + 1))
+	if [ $((tick % 15)) -eq 0 ] && kill -0 "$build" 2>/dev/null; then
+		echo "    ... still building ($(($(date +%s) - start))s)"
+	fi
+done
+wait "$build"
 mv "$out.tmp" "$out"
 echo "$want" >"$stamp"
 echo "==> built bin/litestream $want in $(($(date +%s) - start))s: $out"
