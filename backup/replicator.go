@@ -232,4 +232,5 @@ type RefusedError struct {
 	Reason string
 }
 
+// Error says which database is refused and why.
 func (e *RefusedError) Error() string { return fmt.Sprintf("backup of %q: %s", e.DB, e.Reason) }
