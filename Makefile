@@ -26,7 +26,7 @@ DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev node:nodejs npm:
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)
 
-.PHONY: all deps check-go build test bench demo sqlite-tests clean consul s3 litestream
+.PHONY: all deps check-go build test bench demo sqlite-tests clean consul
 
 all: build
 
@@ -62,6 +62,8 @@ endif
 # tests/tools (3.5-6 min cold), then cached in bin/consul.
 consul:
 	./scripts/build-consul.sh
+
+.PHONY: s3 litestream
 
 # Real S3-compatible server (versitygw, posix backend) for the backup tests:
 # built once from tests/tools/s3 (about 4 min cold), cached in bin/versitygw.
