@@ -68,7 +68,20 @@ endif
 consul:
 	./scripts/build-consul.sh
 
-test: deps check-go consul
+.PHONY: s3 litestream
+
+# Real S3-compatible server (versitygw, posix backend) for the backup tests:
+# built once from tests/tools/s3 (about 4 min cold), cached in bin/versitygw.
+s3:
+	./scripts/build-s3.sh
+
+# Litestream v0.5 for the backup interoperability test (litestream restore
+# of a bucket litefs wrote): built once from tests/tools/litestream, cached
+# in bin/litestream.
+litestream:
+	./scripts/build-litestream.sh
+
+test: deps check-go consul s3 litestream
 	@echo "==> gofmt -l"
 	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*')); \
 	if [ -n "$$unformatted" ]; then \

@@ -49,6 +49,7 @@ type InfoResponse struct {
 	Lease     string                `json:"lease,omitempty"`    // lease.type: "static" or "consul"
 	Warnings  []string              `json:"warnings,omitempty"` // e.g. an API open to the network without a token
 	ProxyURL  string                `json:"proxyURL,omitempty"` // this node's HTTP proxy for its peers (docs/proxy.md)
+	Backup    []BackupStatus        `json:"backup,omitempty"`   // with backup: configured
 }
 
 // DBInfoJSON is one database in InfoResponse: its position and, on the
@@ -93,6 +94,7 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if s.store.IsPrimary() {
 		resp.Role = RolePrimary
 	}
+	resp.Backup = s.backupStatus()
 	for name, pos := range s.store.Positions() {
 		info := DBInfoJSON{PosJSON: NewPosJSON(pos)}
 		if db := s.store.DB(name); db != nil {
@@ -105,7 +107,8 @@ func (s *Server) handleInfo(w nethttp.ResponseWriter, r *nethttp.Request) {
 	writeJSON(w, nethttp.StatusOK, resp)
 }
 
-// handleHealthz answers GET /healthz: 200 on the primary, and on a replica
+// handleHealthz answers GET /healthz: 200 on the primary (unless its
+// backup is further behind than BackupMaxLag, or refused), and on a replica
 // that is connected and no further behind than MaxLag; 503 with the reason
 // otherwise.
 func (s *Server) handleHealthz(w nethttp.ResponseWriter, r *nethttp.Request) {
@@ -120,7 +123,7 @@ func (s *Server) handleHealthz(w nethttp.ResponseWriter, r *nethttp.Request) {
 // unhealthy returns why this node should not take traffic, "" if it may.
 func (s *Server) unhealthy() string {
 	if s.store.IsPrimary() {
-		return ""
+		return s.backupUnhealthy()
 	}
 	host, url := s.primaryInfo()
 	if !s.store.Connected() {

@@ -61,6 +61,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	m.counter("litefs_imports_total", "Databases imported through POST /import.", metrics.importsTotal.Load())
 	m.counter("litefs_exports_total", "Databases exported through GET /export.", metrics.exportsTotal.Load())
 	writeHaltMetrics(m)
+	s.writeBackupMetrics(m)
 	if s.opts.ExtraMetrics != nil {
 		s.opts.ExtraMetrics(w)
 	}

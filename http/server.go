@@ -66,6 +66,13 @@ type ServerOptions struct {
 	ShutdownTimeout time.Duration // graceful shutdown limit; DefaultShutdownTimeout if 0
 	WriteTimeout    time.Duration // a write (or request-body read) blocked this long ends the response; DefaultWriteTimeout if 0
 
+	// BackupStatus, if set, reports the backup of every database (backup:
+	// in litefs.yml) for /info, /metrics and /healthz. BackupMaxLag, if
+	// above 0, makes /healthz fail on the primary when a backup is further
+	// behind than that, or refused (backup.max-lag).
+	BackupStatus func() []BackupStatus
+	BackupMaxLag time.Duration
+
 	// TLSConfig, if set, makes the server speak HTTPS (http.tls). Peers
 	// dial with a matching ReplicaOptions.Client.
 	TLSConfig *tls.Config

@@ -37,6 +37,9 @@ type Config struct {
 	// PeerTLS is http.tls loaded at start (loadMountConfig), nil without
 	// it: the listener's and every peer client's TLS configuration.
 	PeerTLS *lhttp.TLS `yaml:"-"`
+	// backupStatus reports the running backup to the HTTP server; nil
+	// without backup.
+	backupStatus func() []lhttp.BackupStatus `yaml:"-"`
 
 	Data  DataConfig  `yaml:"data"`  // Data is the data directory section.
 	FUSE  FUSEConfig  `yaml:"fuse"`  // FUSE is the mount section.
@@ -44,7 +47,10 @@ type Config struct {
 	Lease LeaseConfig `yaml:"lease"` // Lease chooses the primary.
 	Halt  HaltConfig  `yaml:"halt"`  // Halt tunes the HALT lock (SPEC section 8).
 	Proxy ProxyConfig `yaml:"proxy"` // Proxy is the optional HTTP proxy.
-	Log   LogConfig   `yaml:"log"`   // Log configures logging.
+	// Backup is the optional continuous backup to S3-compatible storage
+	// (SPEC section 14, docs/backup.md).
+	Backup BackupConfig `yaml:"backup"`
+	Log    LogConfig    `yaml:"log"` // Log configures logging.
 }
 
 // ExecConfig is one command of the exec list.
@@ -180,6 +186,31 @@ type ProxyConfig struct {
 	RetryFailedReadsOnPrimary bool `yaml:"retry-failed-reads-on-primary"`
 }
 
+// BackupConfig is the backup section. Credentials are never here: the AWS
+// SDK reads them from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE
+// and the shared files, like every AWS tool.
+type BackupConfig struct {
+	Type           string        `yaml:"type"`             // Type is "s3"; empty disables backup.
+	Bucket         string        `yaml:"bucket"`           // Bucket is the bucket name.
+	Path           string        `yaml:"path"`             // Path prefixes every key; database NAME lives under Path/NAME/.
+	Endpoint       string        `yaml:"endpoint"`         // Endpoint is the URL of an S3-compatible store; empty is AWS.
+	Region         string        `yaml:"region"`           // Region is the bucket's region.
+	ForcePathStyle bool          `yaml:"force-path-style"` // ForcePathStyle addresses the bucket as a path, not a host name.
+	SyncInterval   time.Duration `yaml:"sync-interval"`    // SyncInterval bounds the time a commit waits to reach the bucket.
+	Retention      time.Duration `yaml:"retention"`        // Retention is how far back a restore can go.
+	// SnapshotInterval is how often a full snapshot is written (bounding
+	// the files a restore reads).
+	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
+	// CompactionInterval is how often level-0 files are merged into one
+	// level-1 file (Litestream's first compaction level); 0 turns it off.
+	CompactionInterval time.Duration `yaml:"compaction-interval"`
+	// MaxLag makes /healthz fail when the backup is this far behind; 0 is off.
+	MaxLag time.Duration `yaml:"max-lag"`
+}
+
+// Enabled reports whether backup is configured.
+func (b BackupConfig) Enabled() bool { return b.Type != "" }
+
 // LogConfig configures logging.
 type LogConfig struct {
 	Format    string `yaml:"format"`    // Format is "text" or "json".
@@ -213,6 +244,12 @@ func DefaultConfig() Config {
 		},
 		Proxy: ProxyConfig{MaxLag: 10 * time.Second, PrimaryRedirectTimeout: 5 * time.Second},
 		Log:   LogConfig{Format: "text"},
+		Backup: BackupConfig{
+			SyncInterval:       time.Second,
+			Retention:          24 * time.Hour,
+			SnapshotInterval:   time.Hour,
+			CompactionInterval: time.Minute,
+		},
 	}
 }
 

@@ -125,6 +125,18 @@ proxy:
   primary-redirect-timeout: 7s
   fly-replay: true
   retry-failed-reads-on-primary: true
+backup:
+  type: s3
+  bucket: bk
+  path: p/q
+  endpoint: http://s3:9000
+  region: eu-west-1
+  force-path-style: true
+  sync-interval: 2s
+  retention: 48h
+  snapshot-interval: 30m
+  compaction-interval: 2m
+  max-lag: 1m
 log: {format: json, debug: true, timestamp: true}
 `
 	want := Config{
@@ -140,6 +152,9 @@ log: {format: json, debug: true, timestamp: true}
 		Proxy: ProxyConfig{Addr: ":8080", Target: "t:1", DB: "x.db", MaxLag: 90 * time.Second,
 			Passthrough: []string{"*.png"}, AlwaysForward: []string{"/admin"}, PrimaryRedirectTimeout: 7 * time.Second,
 			FlyReplay: true, RetryFailedReadsOnPrimary: true},
+		Backup: BackupConfig{Type: "s3", Bucket: "bk", Path: "p/q", Endpoint: "http://s3:9000", Region: "eu-west-1",
+			ForcePathStyle: true, SyncInterval: 2 * time.Second, Retention: 48 * time.Hour,
+			SnapshotInterval: 30 * time.Minute, CompactionInterval: 2 * time.Minute, MaxLag: time.Minute},
 		Log: LogConfig{Format: "json", Debug: true, Timestamp: true},
 	}
 	if got := mustParse(t, doc); !reflect.DeepEqual(*got, want) {

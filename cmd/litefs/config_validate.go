@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	c.validateDurations(&p)
 	c.validateHTTP(&p)
 	c.validateProxy(&p)
+	c.validateBackup(&p)
 	c.validateExecAndLog(&p)
 	return errors.Join(p...)
 }
@@ -154,6 +155,11 @@ func (c *Config) validateDurations(p *problems) {
 		{"halt.renew-interval", c.Halt.RenewInterval},
 		{"proxy.max-lag", c.Proxy.MaxLag},
 		{"proxy.primary-redirect-timeout", c.Proxy.PrimaryRedirectTimeout},
+		{"backup.sync-interval", c.Backup.SyncInterval},
+		{"backup.retention", c.Backup.Retention},
+		{"backup.snapshot-interval", c.Backup.SnapshotInterval},
+		{"backup.compaction-interval", c.Backup.CompactionInterval},
+		{"backup.max-lag", c.Backup.MaxLag},
 	}
 	for _, f := range all {
 		if f.d < 0 {

@@ -32,6 +32,7 @@ Usage:
   litefs mount [-config PATH] [-no-expand-env] [-with-lock] [-- CMD ARGS...]
   litefs import -name NAME [-url URL] PATH
   litefs export -name NAME [-url URL] PATH
+  litefs restore [-config PATH] -name NAME [-o PATH] [-txid N | -timestamp T]
   litefs status [-url URL] [-json]
   litefs run [-url URL] [-with-lock] [-db NAME]... [-with-halt-lock-on PATH] [-promote] [-if-candidate] -- CMD ARGS...
   litefs lock [-url URL] [-db NAME]...
@@ -82,6 +83,8 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 		return runExport(ctx, args[1:], stdout)
 	case "status":
 		return runStatus(ctx, args[1:], stdout)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout)
 	case "run":
 		return runRun(ctx, args[1:], stdout)
 	case "lock", "unlock", holdLockCommand:

@@ -151,6 +151,18 @@ func runMount(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer store.Close()
 	go store.RunRetention(ctx)
+	rep, err := startBackup(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
+	if rep != nil {
+		cfg.backupStatus = backupStatusFunc(rep)
+		// Stopped, and waited for, before the store closes.
+		bctx, bcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = rep.Run(bctx) }()
+		defer func() { bcancel(); <-done }()
+	}
 
 	if err := os.MkdirAll(cfg.FUSE.Dir, 0o755); err != nil {
 		return fmt.Errorf("create fuse.dir: %w", err)
@@ -180,6 +192,7 @@ func serveNode(ctx context.Context, stop context.CancelFunc, cfg *Config, store 
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, TLSConfig: cfg.serverTLS(),
 		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
+		BackupStatus: cfg.backupStatus, BackupMaxLag: cfg.Backup.MaxLag,
 	})
 	if err := srv.Listen(); err != nil {
 		return err

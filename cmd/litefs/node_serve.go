@@ -39,6 +39,7 @@ func serveConsulNode(ctx context.Context, stop context.CancelFunc, cfg *Config, 
 		Candidate: cfg.Lease.Candidate, MaxLag: cfg.Proxy.MaxLag, MountDir: cfg.FUSE.Dir,
 		LeaseType: cfg.Lease.Type, Promote: node.Promote, Handoff: node.Handoff, TLSConfig: cfg.serverTLS(),
 		ProxyURL: proxyAdvertiseURL(cfg), ExtraMetrics: proxyMetrics(cfg),
+		BackupStatus: cfg.backupStatus, BackupMaxLag: cfg.Backup.MaxLag,
 	})
 	node.srv = srv
 	if err := srv.Listen(); err != nil {

@@ -40,6 +40,20 @@ type nodeInfo struct {
 	LagMillis *int64            `json:"lagMillis"`
 	DBs       map[string]dbInfo `json:"dbs"`
 	Warnings  []string          `json:"warnings"`
+	Backup    []backupInfo      `json:"backup"`
+}
+
+// backupInfo is one database's backup in nodeInfo (http.BackupStatus).
+type backupInfo struct {
+	Name       string  `json:"name"`
+	BucketTXID uint64  `json:"bucketTXID"`
+	LocalTXID  uint64  `json:"localTXID"`
+	LagSeconds float64 `json:"lagSeconds"`
+	Errors     int64   `json:"errors"`
+	Uploads    int64   `json:"uploads"`
+	Objects    int64   `json:"objects"`
+	LastError  string  `json:"lastError"`
+	Refused    string  `json:"refused"`
 }
 
 // dbInfo is one database in nodeInfo.
@@ -144,6 +158,34 @@ func printStatus(w io.Writer, info *nodeInfo) error {
 			lag = info.LagMillis // the node's lag applies to each database
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, orDash(db.TXID), orDash(db.Checksum), formatLag(lag), orDash(db.HaltHolder))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printBackup(w, info.Backup)
+}
+
+// printBackup writes the backup table, nothing without backup.
+func printBackup(w io.Writer, all []backupInfo) error {
+	if len(all) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "BACKUP\tBUCKET TXID\tBEHIND\tOBJECTS\tUPLOADS\tERRORS\tSTATE")
+	for _, b := range all {
+		state := "ok"
+		switch {
+		case b.Refused != "":
+			state = "REFUSED: " + b.Refused
+		case b.LastError != "":
+			state = "retrying: " + b.LastError
+		}
+		behind := "0"
+		if b.LocalTXID > b.BucketTXID {
+			behind = fmt.Sprintf("%d tx, %s", b.LocalTXID-b.BucketTXID, (time.Duration(b.LagSeconds * float64(time.Second))).Round(time.Millisecond))
+		}
+		fmt.Fprintf(tw, "%s\t%016x\t%s\t%d\t%d\t%d\t%s\n", b.Name, b.BucketTXID, behind, b.Objects, b.Uploads, b.Errors, state)
 	}
 	return tw.Flush()
 }
