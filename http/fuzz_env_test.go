@@ -43,15 +43,19 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 		Logger: quietLogger(), TempDir: e.tempDir,
 		MaxImportSize: 1 << 20, MaxTxSize: 1 << 20, WriteTimeout: 10 * time.Second,
 	}).Handler()
-	// Nodes A and B are replicas with live streams (served on a socket by
-	// the same handler): a HALT is granted only to a streaming node, so
-	// without them every /halt and /tx input would stop at that check.
+	return e
+}
+
+// streamNodes gives nodes A and B live replication streams (served on a
+// socket by the same handler): a HALT is granted only to a streaming node,
+// so without them every /halt and /tx input would stop at that check.
+func (e *fuzzEnv) streamNodes(tb testing.TB) {
+	tb.Helper()
 	ts := httptest.NewServer(e.handler)
 	tb.Cleanup(ts.Close)
 	for _, node := range []string{nodeA, nodeB} {
 		openDrainedStream(tb, ts.URL+"/stream", node, "")
 	}
-	return e
 }
 
 // serve sends one request to the handler. ok is false when method and

@@ -24,6 +24,7 @@ var fuzzHaltMethods = []string{"POST", "DELETE", "GET"}
 // 503) with a message. Any lock granted is released after the input.
 func FuzzHalt(f *testing.F) {
 	e := newFuzzEnv(f)
+	e.streamNodes(f)
 	for i, s := range []struct {
 		method uint8
 		query  string
@@ -65,6 +66,7 @@ func FuzzHalt(f *testing.F) {
 // real next transaction, damaged copies of it, and wrong ids.
 func FuzzTx(f *testing.F) {
 	e := newFuzzEnv(f)
+	e.streamNodes(f)
 	lock, holder := fuzzMustParseID(f, lockA), fuzzMustParseID(f, nodeA)
 	acquire := func(tb testing.TB) {
 		if _, err := e.db.AcquireHalt(context.Background(), lock, holder, false); err != nil {
