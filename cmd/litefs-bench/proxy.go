@@ -27,7 +27,7 @@ const (
 	// on every path alike.
 	proxyRounds     = 10
 	proxyReadBlock  = 200 // reads per path per round
-	proxyWriteBlock = 40  // writes per path per round
+	proxyWriteBlock = 60  // writes per path per round
 	proxyWarmup     = 20  // untimed requests per path before the rounds
 	proxyTimeout    = 3 * time.Minute
 	proxyReqTimeout = 10 * time.Second
