@@ -22,7 +22,8 @@ LDFLAGS := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 # (several packages separated by commas). gcc is needed by cgo
 # (github.com/mattn/go-sqlite3) and by -race. node and npm run the Node.js
 # test (tests/nodejs_test.go), which installs the npm package litefs-js.
-DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev node:nodejs npm:npm
+# curl and pkill are used by the demo (scripts/demo.sh).
+DEB_PKGS := fusermount3:fuse3 sqlite3:sqlite3 gcc:gcc,libc6-dev node:nodejs npm:npm curl:curl pkill:procps
 
 # The benchmark driver is built only once its package has Go files.
 BENCH_SRC := $(wildcard cmd/litefs-bench/*.go)
@@ -59,6 +60,7 @@ check-go:
 build: check-go
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/litefs ./cmd/litefs
+	$(GO) build -o bin/litefs-demoapp ./cmd/litefs-demoapp
 ifneq ($(BENCH_SRC),)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/litefs-bench ./cmd/litefs-bench
 endif
@@ -108,7 +110,7 @@ bench: deps build consul
 	./bin/litefs-bench
 
 demo: deps build
-	LITEFS_BIN=$(CURDIR)/bin/litefs ./scripts/demo.sh
+	LITEFS_BIN=$(CURDIR)/bin/litefs LITEFS_DEMOAPP=$(CURDIR)/bin/litefs-demoapp ./scripts/demo.sh
 
 # SQLite's own TCL test suite inside a litefs mount, next to a plain
 # directory (builds testfixture once from Debian's sqlite3 source package).

@@ -102,6 +102,7 @@ func (s *Server) newRemoteProxy() *httputil.ReverseProxy {
 			pr.SetURL(st.primary)
 			pr.Out.Host = pr.In.Host
 			setForwardedHeaders(pr)
+			boundOutBody(pr)
 			pr.Out.Header.Set(ForwardedHeader, litefs.FormatNodeID(s.store.NodeID()))
 			if s.cfg.AuthToken != "" {
 				pr.Out.Header.Set(TokenHeader, s.cfg.AuthToken)

@@ -55,6 +55,7 @@ func (s *Server) newLocalProxy(target *url.URL) *httputil.ReverseProxy {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			setForwardedHeaders(pr)
+			boundOutBody(pr)
 		},
 		Transport:      tr,
 		FlushInterval:  -1, // streaming responses (SSE, chunked) flow at once

@@ -2,22 +2,30 @@
 # Demo: start a litefs primary and a replica on loopback, write to a database
 # through the primary's mount with the sqlite3 CLI, read it on the replica,
 # and write on the replica under the HALT lock (litefs run -with-lock), which
-# forwards the transaction to the primary.
+# forwards the transaction to the primary. Then the HTTP proxy: each node runs
+# it in front of a tiny web app (cmd/litefs-demoapp, started by the node's
+# exec) that uses demo.db through the node's mount; a POST on the replica's
+# proxy is forwarded to the primary, and the GET that follows on the replica,
+# with the proxy's TXID cookie, sees the new row.
 #
-# Run it with `make demo` (which builds bin/litefs and installs fuse3 and
-# sqlite3 if they are missing). LITEFS_BIN overrides the binary to run.
+# Run it with `make demo` (which builds bin/litefs and bin/litefs-demoapp and
+# installs fuse3, sqlite3 and curl if they are missing). LITEFS_BIN and
+# LITEFS_DEMOAPP override the binaries to run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${LITEFS_BIN:-$ROOT/bin/litefs}"
+APP="${LITEFS_DEMOAPP:-$ROOT/bin/litefs-demoapp}"
 
-if [[ ! -x "$BIN" ]]; then
-	echo "error: $BIN not found; run 'make demo' (or 'make build') first" >&2
-	exit 1
-fi
-for cmd in fusermount3 sqlite3; do
+for exe in "$BIN" "$APP"; do
+	if [[ ! -x "$exe" ]]; then
+		echo "error: $exe not found; run 'make demo' (or 'make build') first" >&2
+		exit 1
+	fi
+done
+for cmd in fusermount3 sqlite3 curl pkill; do
 	if ! command -v "$cmd" >/dev/null 2>&1; then
-		echo "error: $cmd not found; run 'make deps' (installs fuse3 and sqlite3)" >&2
+		echo "error: $cmd not found; run 'make deps' (installs fuse3, sqlite3, curl and procps)" >&2
 		exit 1
 	fi
 done
@@ -32,13 +40,15 @@ is_mounted() {
 	awk -v p="$1" '$5 == p { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
-# cleanup runs on every exit: stop the daemons, remove the mounts, delete the
-# temp dir; on failure it shows the end of the daemons' logs first.
+# cleanup runs on every exit: stop the daemons and the apps they started,
+# remove the mounts, delete the temp dir; on failure it shows the end of the
+# daemons' logs first.
 cleanup() {
 	local rc=$?
 	set +e
 	for n in "${NODES[@]}"; do
 		if [[ -n "${PID[$n]:-}" ]] && kill -0 "${PID[$n]}" 2>/dev/null; then
+			pkill -KILL -P "${PID[$n]}" 2>/dev/null # the app (exec), child of this daemon only
 			kill -KILL "${PID[$n]}" 2>/dev/null
 			wait "${PID[$n]}" 2>/dev/null
 		fi
@@ -77,9 +87,16 @@ sql() {
 
 PRIMARY_PORT="$(free_port)"
 REPLICA_PORT="$(free_port)"
+declare -A PROXY_PORT APP_PORT
+for n in "${NODES[@]}"; do
+	PROXY_PORT[$n]="$(free_port)"
+	APP_PORT[$n]="$(free_port)"
+done
 
 # start NODE PORT CANDIDATE: write NODE's litefs.yml and start it. With a
 # static lease, hostname and advertise-url name the primary on every node.
+# The node's proxy listens on PROXY_PORT[NODE] in front of the demo app, which
+# the node starts (exec) on APP_PORT[NODE] once it is ready.
 start() {
 	local n=$1 port=$2 candidate=$3
 	MNT[$n]="$WORK/$n/mnt"
@@ -98,8 +115,13 @@ lease:
   candidate: $candidate
   hostname: primary
   advertise-url: "http://127.0.0.1:$PRIMARY_PORT"
+proxy:
+  addr: "127.0.0.1:${PROXY_PORT[$n]}"
+  target: "127.0.0.1:${APP_PORT[$n]}"
+  db: demo.db
+exec: "$APP -addr 127.0.0.1:${APP_PORT[$n]} -db ${MNT[$n]}/demo.db -name $n"
 EOF
-	echo "==> Starting the $n (candidate: $candidate, HTTP on 127.0.0.1:$port, log ${LOG[$n]})"
+	echo "==> Starting the $n (candidate: $candidate, HTTP on 127.0.0.1:$port, proxy on 127.0.0.1:${PROXY_PORT[$n]}, log ${LOG[$n]})"
 	"$BIN" mount -config "$WORK/$n/litefs.yml" >"${LOG[$n]}" 2>&1 &
 	PID[$n]=$!
 	for _ in $(seq 1 150); do
@@ -123,6 +145,16 @@ wait_pos() {
 		sleep 0.05
 	done
 	echo "error: the replica did not reach $want for $1 within 5 s" >&2
+	exit 1
+}
+
+# wait_health NODE: wait until NODE's proxy answers GET /litefs/health with 200.
+wait_health() {
+	for _ in $(seq 1 100); do
+		curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${PROXY_PORT[$1]}/litefs/health" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "error: the $1's proxy did not answer its health check within 10 s" >&2
 	exit 1
 }
 
@@ -187,7 +219,33 @@ if sqlite3 -bail -cmd ".timeout 200" "$R" "INSERT INTO t(msg) VALUES ('no lock')
 	exit 1
 fi
 
-echo "==> Stopping both nodes with SIGTERM"
+RP="http://127.0.0.1:${PROXY_PORT[replica]}"
+JAR="$WORK/cookies.txt"
+MSG="from a POST on the replica's proxy"
+wait_health primary
+wait_health replica
+echo "==> HTTP proxy: each node runs one (proxy.addr) in front of litefs-demoapp, started by the node (exec), using demo.db through its mount"
+echo "==> POST on the replica's proxy: a write, so the replica's proxy forwards it to the primary's"
+echo "    curl -c cookies -X POST --data \"$MSG\" $RP/messages"
+out="$(curl -fsS --max-time 10 -c "$JAR" -X POST --data "$MSG" "$RP/messages")"
+echo "    -> $out"
+if [[ "$out" != *"on the primary"* ]]; then
+	echo "error: the POST on the replica's proxy did not land on the primary" >&2
+	exit 1
+fi
+echo "    cookie from the primary's proxy: $(awk '$6 == "__txid" { print $6 "=" $7 }' "$JAR") (demo.db's TXID after the write)"
+echo "==> On the primary: the row is there"
+sql "$P" "SELECT id, msg FROM t ORDER BY id DESC LIMIT 1;"
+echo "==> GET on the replica's proxy with the cookie: it waits until the replica has that TXID, then the replica's app answers"
+echo "    curl -b cookies $RP/messages"
+out="$(curl -fsS --max-time 10 -b "$JAR" "$RP/messages")"
+sed 's/^/    /' <<<"$out"
+if [[ "$out" != *"$MSG"* || "$out" != *"served by the replica"* ]]; then
+	echo "error: the replica's answer lacks the row just written" >&2
+	exit 1
+fi
+
+echo "==> Stopping both nodes with SIGTERM (each stops its app first)"
 stop replica
 stop primary
-echo "==> Demo finished: writes on the primary appeared on the replica; the replica wrote only under the HALT lock, and that write reached the primary"
+echo "==> Demo finished: writes on the primary appeared on the replica; the replica wrote only under the HALT lock, and that write reached the primary; through the proxy, a POST on the replica reached the primary and the replica's next GET saw it"

@@ -38,6 +38,8 @@ type workDir struct {
 	// for the snapshot catch-up figure; halt is the replica that writes
 	// under the HALT lock.
 	replica, snap, halt mountDirs
+	// proxyP and proxyR are the proxy section's primary and replica.
+	proxyP, proxyR mountDirs
 }
 
 // mountDirs are the paths of one daemon.
@@ -61,9 +63,11 @@ func newWorkDir() (*workDir, error) {
 		replica: namedDirs(root, "replica"),
 		snap:    namedDirs(root, "snap"),
 		halt:    namedDirs(root, "halt"),
+		proxyP:  namedDirs(root, "proxy-primary"),
+		proxyR:  namedDirs(root, "proxy-replica"),
 	}
 	dirs := []string{w.plain, w.data, w.mnt}
-	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt} {
+	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt, w.proxyP, w.proxyR} {
 		dirs = append(dirs, m.data, m.mnt)
 	}
 	for _, dir := range dirs {
@@ -85,7 +89,7 @@ func namedDirs(root, name string) mountDirs {
 
 // mounts returns every mount point of the benchmark's daemons.
 func (w *workDir) mounts() []string {
-	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt}
+	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt, w.proxyP.mnt, w.proxyR.mnt}
 }
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.

@@ -462,7 +462,7 @@ func watchdog(ctx context.Context, progress io.Writer, daemons ...*daemon) (stop
 			return
 		case <-time.After(haltGrace):
 		}
-		fmt.Fprintf(progress, "litefs-bench: HALT section still running %s after it was stopped (%v): killing its daemons\n",
+		fmt.Fprintf(progress, "litefs-bench: section still running %s after it was stopped (%v): killing its daemons\n",
 			haltGrace, context.Cause(ctx))
 		for _, d := range daemons {
 			d.kill()

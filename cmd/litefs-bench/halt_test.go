@@ -18,7 +18,7 @@ func TestParseSections(t *testing.T) {
 		{"halt", []string{"halt"}, false},
 		{"halt,workloads", []string{"workloads", "halt"}, false},
 		{" replication , halt,halt", []string{"replication", "halt"}, false},
-		{"workloads,replication,halt,failover", sectionNames, false},
+		{"workloads,replication,halt,proxy,failover", sectionNames, false},
 		{"", nil, true},
 		{"halt,", nil, true},
 		{"lag", nil, true},
@@ -119,7 +119,7 @@ func TestPrintHalt(t *testing.T) {
 func TestWriteJSONHalt(t *testing.T) {
 	var buf bytes.Buffer
 	h := sampleHalt()
-	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, nil, &h); err != nil {
+	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, nil, &h, nil); err != nil {
 		t.Fatal(err)
 	}
 	var rep jsonReport

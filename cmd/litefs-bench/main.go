@@ -39,11 +39,12 @@ const (
 	sectionWorkloads   = "workloads"   // write rates and bulk insert: plain vs FUSE only vs litefs
 	sectionReplication = "replication" // replication lag and snapshot catch-up
 	sectionHalt        = "halt"        // HALT lock write forwarding
+	sectionProxy       = "proxy"       // HTTP proxy: local read overhead, forwarded write latency
 	sectionFailover    = "failover"    // crash failover and clean handoff over a Consul lease
 )
 
 // sectionNames lists every section in order.
-var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt, sectionFailover}
+var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt, sectionProxy, sectionFailover}
 
 // runs reports whether section is selected.
 func (o options) runs(section string) bool { return slices.Contains(o.only, section) }
@@ -201,11 +202,23 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 		}
 		halt = &h
 	}
+	prox, err := runProxySection(ctx, opts, w, progress)
+	if err != nil {
+		return err
+	}
 	failover, err := failoverSection(ctx, opts, w, progress)
 	if err != nil {
 		return err
 	}
+	if err := printAll(table, opts, results, repl, halt, prox, failover); err != nil {
+		return err
+	}
+	return errors.Join(writeJSON(jsonOut, opts.config, results, repl, halt, prox), failover.failed())
+}
 
+// printAll writes the header and the table of every section that ran.
+func printAll(table io.Writer, opts options, results []result, repl *replResult, halt *haltResult,
+	prox *proxyResult, failover *failoverResult) error {
 	printHeader(table, opts)
 	if opts.runs(sectionWorkloads) {
 		if err := printTable(table, results); err != nil {
@@ -228,10 +241,15 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 			return err
 		}
 	}
-	if err := printFailover(table, failover, halt != nil); err != nil {
-		return err
+	if prox != nil {
+		if halt != nil {
+			fmt.Fprintln(table)
+		}
+		if err := printProxy(table, *prox); err != nil {
+			return err
+		}
 	}
-	return errors.Join(writeJSON(jsonOut, opts.config, results, repl, halt), failover.failed())
+	return printFailover(table, failover, halt != nil || prox != nil)
 }
 
 // checkTools fails early when the litefs binary or fusermount3 is missing.
@@ -328,7 +346,7 @@ func printHeader(w io.Writer, opts options) {
 // shows the end of the daemon's log.
 func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
 	if failed {
-		for _, log := range []string{w.log, w.replica.log, w.snap.log, w.halt.log} {
+		for _, log := range []string{w.log, w.replica.log, w.snap.log, w.halt.log, w.proxyP.log, w.proxyR.log} {
 			if tail := logTail(log, 30); tail != "" {
 				fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", log, tail)
 			}

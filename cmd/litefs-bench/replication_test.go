@@ -224,7 +224,7 @@ func TestPrintReplication(t *testing.T) {
 func TestWriteJSONReplication(t *testing.T) {
 	var buf bytes.Buffer
 	repl := sampleRepl(2)
-	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, &repl, nil); err != nil {
+	if err := writeJSON(&buf, config{duration: time.Second, rows: 10, snapshotMB: 200}, nil, &repl, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	var rep jsonReport

@@ -151,11 +151,12 @@ type jsonReport struct {
 	Note        string           `json:"reference"`
 	Replication *jsonReplication `json:"replication,omitempty"`
 	Halt        *jsonHalt        `json:"halt,omitempty"`
+	Proxy       *jsonProxy       `json:"proxy,omitempty"`
 }
 
-// writeJSON writes the results as one indented JSON document. A nil repl
-// or halt is a section that did not run and is left out.
-func writeJSON(w io.Writer, cfg config, results []result, repl *replResult, halt *haltResult) error {
+// writeJSON writes the results as one indented JSON document. A nil repl,
+// halt or prox is a section that did not run and is left out.
+func writeJSON(w io.Writer, cfg config, results []result, repl *replResult, halt *haltResult, prox *proxyResult) error {
 	rep := jsonReport{Duration: cfg.duration.String(), Rows: cfg.rows, Note: referenceNote}
 	if results != nil {
 		rep.Sections = append(rep.Sections, sectionWorkloads)
@@ -168,6 +169,10 @@ func writeJSON(w io.Writer, cfg config, results []result, repl *replResult, halt
 	if halt != nil {
 		rep.Halt = haltJSON(*halt)
 		rep.Sections = append(rep.Sections, sectionHalt)
+	}
+	if prox != nil {
+		rep.Proxy = proxyJSON(*prox)
+		rep.Sections = append(rep.Sections, sectionProxy)
 	}
 	for _, r := range results {
 		f := jsonFigure{
