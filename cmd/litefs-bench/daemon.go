@@ -36,8 +36,8 @@ type workDir struct {
 	bare   mountDirs // a second mount that records nothing: the cost of FUSE alone
 	// replica follows the primary for the lag figures; snap starts empty
 	// for the snapshot catch-up figure; halt is the replica that writes
-	// under the HALT lock.
-	replica, snap, halt mountDirs
+	// under the HALT lock; backup is the primary with backup to S3 on.
+	replica, snap, halt, backup mountDirs
 }
 
 // mountDirs are the paths of one daemon.
@@ -61,9 +61,10 @@ func newWorkDir() (*workDir, error) {
 		replica: namedDirs(root, "replica"),
 		snap:    namedDirs(root, "snap"),
 		halt:    namedDirs(root, "halt"),
+		backup:  namedDirs(root, "backup"),
 	}
 	dirs := []string{w.plain, w.data, w.mnt}
-	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt} {
+	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt, w.backup} {
 		dirs = append(dirs, m.data, m.mnt)
 	}
 	for _, dir := range dirs {
@@ -85,7 +86,7 @@ func namedDirs(root, name string) mountDirs {
 
 // mounts returns every mount point of the benchmark's daemons.
 func (w *workDir) mounts() []string {
-	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt}
+	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt, w.backup.mnt}
 }
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.
