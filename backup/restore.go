@@ -162,32 +162,31 @@ func (c *Client) fetch(ctx context.Context, name, dir string, info FileInfo) (lo
 // unbuffered, one system call per page was most of a restore's time.
 const ioBufferSize = 1 << 20
 
-// decode merges files (a snapshot and the files that continue it) into one
-// snapshot, writes it as a database file at out, syncs it and checks its
-// checksum against the last file's post-apply checksum. A lone snapshot is
-// decoded as it is, without a merge.
+// decode writes files (a snapshot and the files that continue it) as a
+// database file at out: the snapshot decoded, then each file's pages
+// written over it (applyLTX). It syncs the file and checks its checksum
+// against the last file's post-apply checksum.
 func decode(ctx context.Context, files []localFile, out string) (ltx.Pos, error) {
-	var src io.Reader
-	if len(files) == 1 {
-		in, err := os.Open(files[0].path)
-		if err != nil {
-			return ltx.Pos{}, err
-		}
-		defer in.Close()
-		src = in
-	} else {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(mergeFiles(ctx, files, pw)) }()
-		defer pr.Close()
-		src = pr
-	}
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
 		return ltx.Pos{}, err
 	}
 	defer f.Close()
-	if err := writeDatabase(src, f); err != nil {
+	snap, err := os.Open(files[0].path)
+	if err != nil {
 		return ltx.Pos{}, err
+	}
+	defer snap.Close()
+	if err := writeDatabase(snap, f); err != nil {
+		return ltx.Pos{}, err
+	}
+	for _, lf := range files[1:] {
+		if err := ctx.Err(); err != nil {
+			return ltx.Pos{}, err
+		}
+		if err := applyLTX(lf.path, f, f.Truncate, files[0].hdr.PageSize); err != nil {
+			return ltx.Pos{}, err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return ltx.Pos{}, err
