@@ -19,7 +19,7 @@ const (
 	backupPrefix       = "bench"          // backup.path
 	backupSyncInterval = time.Second      // backup.sync-interval
 	backupSeenTimeout  = 30 * time.Second // after the last commit, wait this long for the bucket to hold it
-	backupRounds       = 2                // full-rate rounds: backup off, then on, each time
+	backupRounds       = 4                // full-rate rounds, each with a run on both primaries
 	backupTimeout      = 20 * time.Minute // the whole section
 )
 
@@ -155,21 +155,37 @@ func measureBackup(ctx context.Context, opts options, off, on *daemon, res *back
 	res.steady, res.puts, res.errors = run.lag(steady.name), run.puts, run.errors
 	printLag(progress, res.steady, fmt.Sprintf(", %d objects uploaded", run.puts))
 
-	full := lagPhase{name: "full rate", duration: opts.backupDuration / 4}
+	full := lagPhase{name: "full rate", duration: opts.backupDuration / (2 * backupRounds)}
+	// A first, unmeasured run on each side: the first full-rate run on a
+	// primary was often far slower than the next ones.
+	warm := lagPhase{name: "warm-up", duration: time.Second}
+	for _, side := range []struct {
+		d      *daemon
+		w      *lagWriter
+		backup bool
+	}{{off, offW, false}, {on, onW, true}} {
+		if _, err := backupPhase(ctx, side.d, side.w, warm, side.backup); err != nil {
+			return fmt.Errorf("full rate warm-up, backup %t: %w", side.backup, err)
+		}
+	}
 	var offRuns, onRuns []phaseRun
 	for i := range backupRounds {
-		r, err := backupPhase(ctx, off, offW, full, false)
-		if err != nil {
-			return fmt.Errorf("full rate, backup off, round %d: %w", i+1, err)
+		// Off-on, then on-off: a machine that speeds up or slows down
+		// during the rounds favours neither side.
+		for _, backup := range []bool{i%2 == 1, i%2 == 0} {
+			d, lw, runs := off, offW, &offRuns
+			if backup {
+				d, lw, runs = on, onW, &onRuns
+			}
+			r, err := backupPhase(ctx, d, lw, full, backup)
+			if err != nil {
+				return fmt.Errorf("full rate, backup %t, round %d: %w", backup, i+1, err)
+			}
+			*runs = append(*runs, r)
+			res.errors += r.errors
 		}
-		offRuns = append(offRuns, r)
-		if r, err = backupPhase(ctx, on, onW, full, true); err != nil {
-			return fmt.Errorf("full rate, backup on, round %d: %w", i+1, err)
-		}
-		onRuns = append(onRuns, r)
-		res.errors += r.errors
 		fmt.Fprintf(progress, "    %-45s off %.0f tx/s, on %.0f tx/s\n", fmt.Sprintf("commit rate, round %d", i+1),
-			offRuns[i].lag("").rate(), r.lag("").rate())
+			offRuns[i].lag("").rate(), onRuns[i].lag("").rate())
 	}
 	res.offRate = joinRuns("", offRuns).rate()
 	res.full = joinRuns(full.name, onRuns)

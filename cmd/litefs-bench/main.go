@@ -32,7 +32,7 @@ type options struct {
 	json   bool
 	only   []string // sections to run, in sectionNames order; all when -only is not given
 	// backupDuration is the length of the backup section's 100 tx/s run
-	// (its full-rate rounds take a quarter of it each); backupMB is the
+	// (and of its full-rate runs, with and without backup, together); backupMB is the
 	// size of the database it restores.
 	backupDuration time.Duration
 	backupMB       int
@@ -122,7 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "timed length of each write-rate run")
 	fs.IntVar(&o.rows, "rows", 100000, "rows inserted by the bulk workload")
 	fs.IntVar(&o.snapshotMB, "snapshot-mb", 200, "size in MB of the database a new replica catches up on")
-	fs.DurationVar(&o.backupDuration, "backup-duration", 20*time.Second, "length of the backup section's 100 tx/s run")
+	fs.DurationVar(&o.backupDuration, "backup-duration", 20*time.Second, "length of the backup section's 100 tx/s run, and of its full-rate runs together")
 	fs.IntVar(&o.backupMB, "backup-mb", 1024, "size in MB of the database the backup section restores")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directory (databases, LTX files, daemon log)")
 	fs.BoolVar(&o.json, "json", false, "also write the results as JSON to stdout (the table then goes to stderr)")
@@ -143,8 +143,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-rows must be positive, got %d", o.rows)
 	case o.snapshotMB <= 0:
 		return o, fmt.Errorf("-snapshot-mb must be positive, got %d", o.snapshotMB)
-	case o.backupDuration < 4*time.Second:
-		return o, fmt.Errorf("-backup-duration must be at least 4s, got %s", o.backupDuration)
+	case o.backupDuration < 8*time.Second:
+		return o, fmt.Errorf("-backup-duration must be at least 8s, got %s", o.backupDuration)
 	case o.backupMB <= 0:
 		return o, fmt.Errorf("-backup-mb must be positive, got %d", o.backupMB)
 	}
