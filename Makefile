@@ -103,7 +103,7 @@ test: deps check-go consul s3 litestream
 fuzz: check-go
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
-bench: deps build consul
+bench: deps build consul s3
 	@test -x bin/litefs-bench || { \
 		echo "error: bin/litefs-bench was not built (cmd/litefs-bench has no Go files yet)" >&2; \
 		exit 1; }

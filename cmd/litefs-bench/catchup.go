@@ -80,16 +80,23 @@ func runSnapshot(ctx context.Context, bin string, w *workDir, primary *daemon, m
 // written in snapTxns transactions in rollback-journal mode, so that the
 // whole database is in its database file.
 func createBigDB(ctx context.Context, mnt string, rows int) error {
-	db, err := openFreshSchema(ctx, mnt, snapDB, "DELETE", "NORMAL", snapSchema)
+	return fillBigDB(ctx, mnt, snapDB, rows, snapTxns)
+}
+
+// fillBigDB creates database name in mnt (table big, snapSchema) with rows
+// random, incompressible 4000-byte blobs, one 4 KiB page each, written in
+// txns transactions in rollback-journal mode.
+func fillBigDB(ctx context.Context, mnt, name string, rows, txns int) error {
+	db, err := openFreshSchema(ctx, mnt, name, "DELETE", "NORMAL", snapSchema)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	const insert = `WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?)
 		INSERT INTO big (b) SELECT randomblob(?) FROM s`
-	for i, n := range splitRows(rows, snapTxns) {
+	for i, n := range splitRows(rows, txns) {
 		if _, err := db.ExecContext(ctx, insert, n, snapBlob); err != nil {
-			return fmt.Errorf("fill %s (transaction %d of %d): %w", snapDB, i+1, snapTxns, err)
+			return fmt.Errorf("fill %s (transaction %d of %d): %w", name, i+1, txns, err)
 		}
 	}
 	return closeDB(db, nil)

@@ -36,8 +36,8 @@ type workDir struct {
 	bare   mountDirs // a second mount that records nothing: the cost of FUSE alone
 	// replica follows the primary for the lag figures; snap starts empty
 	// for the snapshot catch-up figure; halt is the replica that writes
-	// under the HALT lock.
-	replica, snap, halt mountDirs
+	// under the HALT lock; backup is the primary with backup to S3 on.
+	replica, snap, halt, backup mountDirs
 	// proxyP and proxyR are the proxy section's primary and replica.
 	proxyP, proxyR mountDirs
 }
@@ -65,9 +65,10 @@ func newWorkDir() (*workDir, error) {
 		halt:    namedDirs(root, "halt"),
 		proxyP:  namedDirs(root, "proxy-primary"),
 		proxyR:  namedDirs(root, "proxy-replica"),
+		backup:  namedDirs(root, "backup"),
 	}
 	dirs := []string{w.plain, w.data, w.mnt}
-	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt, w.proxyP, w.proxyR} {
+	for _, m := range []mountDirs{w.bare, w.replica, w.snap, w.halt, w.proxyP, w.proxyR, w.backup} {
 		dirs = append(dirs, m.data, m.mnt)
 	}
 	for _, dir := range dirs {
@@ -89,7 +90,7 @@ func namedDirs(root, name string) mountDirs {
 
 // mounts returns every mount point of the benchmark's daemons.
 func (w *workDir) mounts() []string {
-	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt, w.proxyP.mnt, w.proxyR.mnt}
+	return []string{w.mnt, w.bare.mnt, w.replica.mnt, w.snap.mnt, w.halt.mnt, w.proxyP.mnt, w.proxyR.mnt, w.backup.mnt}
 }
 
 // configYAML returns a litefs.yml for a static primary serving HTTP on port.

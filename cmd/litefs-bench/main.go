@@ -31,6 +31,11 @@ type options struct {
 	keep   bool
 	json   bool
 	only   []string // sections to run, in sectionNames order; all when -only is not given
+	// backupDuration is the length of the backup section's 100 tx/s run
+	// (and of its full-rate runs, with and without backup, together); backupMB is the
+	// size of the database it restores.
+	backupDuration time.Duration
+	backupMB       int
 	config
 }
 
@@ -41,10 +46,11 @@ const (
 	sectionHalt        = "halt"        // HALT lock write forwarding
 	sectionProxy       = "proxy"       // HTTP proxy: local read overhead, forwarded write latency
 	sectionFailover    = "failover"    // crash failover and clean handoff over a Consul lease
+	sectionBackup      = "backup"      // continuous backup to S3: lag, PUTs, restore, commit rate on vs off
 )
 
 // sectionNames lists every section in order.
-var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt, sectionProxy, sectionFailover}
+var sectionNames = []string{sectionWorkloads, sectionReplication, sectionHalt, sectionProxy, sectionFailover, sectionBackup}
 
 // runs reports whether section is selected.
 func (o options) runs(section string) bool { return slices.Contains(o.only, section) }
@@ -117,6 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "timed length of each write-rate run")
 	fs.IntVar(&o.rows, "rows", 100000, "rows inserted by the bulk workload")
 	fs.IntVar(&o.snapshotMB, "snapshot-mb", 200, "size in MB of the database a new replica catches up on")
+	fs.DurationVar(&o.backupDuration, "backup-duration", 20*time.Second, "length of the backup section's 100 tx/s run, and of its full-rate runs together")
+	fs.IntVar(&o.backupMB, "backup-mb", 1024, "size in MB of the database the backup section restores")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directory (databases, LTX files, daemon log)")
 	fs.BoolVar(&o.json, "json", false, "also write the results as JSON to stdout (the table then goes to stderr)")
 	only := fs.String("only", strings.Join(sectionNames, ","), "run only these sections (comma-separated: "+strings.Join(sectionNames, ", ")+")")
@@ -136,6 +144,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-rows must be positive, got %d", o.rows)
 	case o.snapshotMB <= 0:
 		return o, fmt.Errorf("-snapshot-mb must be positive, got %d", o.snapshotMB)
+	case o.backupDuration < 8*time.Second:
+		return o, fmt.Errorf("-backup-duration must be at least 8s, got %s", o.backupDuration)
+	case o.backupMB <= 0:
+		return o, fmt.Errorf("-backup-mb must be positive, got %d", o.backupMB)
 	}
 	return o, nil
 }
@@ -210,7 +222,15 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 	if err != nil {
 		return err
 	}
-	if err := printAll(table, opts, results, repl, halt, prox, failover); err != nil {
+	var bk *backupResult
+	if opts.runs(sectionBackup) {
+		var b backupResult
+		if b, err = runBackup(ctx, opts, w, d, progress); err != nil {
+			return err
+		}
+		bk = &b
+	}
+	if err := printAll(table, opts, results, repl, halt, prox, failover, bk); err != nil {
 		return err
 	}
 	return errors.Join(writeJSON(jsonOut, opts.config, results, repl, halt, prox), failover.failed())
@@ -218,7 +238,7 @@ func bench(ctx context.Context, opts options, table, jsonOut, progress io.Writer
 
 // printAll writes the header and the table of every section that ran.
 func printAll(table io.Writer, opts options, results []result, repl *replResult, halt *haltResult,
-	prox *proxyResult, failover *failoverResult) error {
+	prox *proxyResult, failover *failoverResult, bk *backupResult) error {
 	printHeader(table, opts)
 	if opts.runs(sectionWorkloads) {
 		if err := printTable(table, results); err != nil {
@@ -249,7 +269,16 @@ func printAll(table io.Writer, opts options, results []result, repl *replResult,
 			return err
 		}
 	}
-	return printFailover(table, failover, halt != nil || prox != nil)
+	if err := printFailover(table, failover, halt != nil || prox != nil); err != nil {
+		return err
+	}
+	if bk == nil {
+		return nil
+	}
+	if failover != nil || halt != nil || prox != nil {
+		fmt.Fprintln(table)
+	}
+	return printBackup(table, *bk)
 }
 
 // checkTools fails early when the litefs binary or fusermount3 is missing.
@@ -346,7 +375,7 @@ func printHeader(w io.Writer, opts options) {
 // shows the end of the daemon's log.
 func (w *workDir) cleanup(keep, failed bool, progress io.Writer) error {
 	if failed {
-		for _, log := range []string{w.log, w.replica.log, w.snap.log, w.halt.log, w.proxyP.log, w.proxyR.log} {
+		for _, log := range []string{w.log, w.replica.log, w.snap.log, w.halt.log, w.proxyP.log, w.proxyR.log, w.backup.log} {
 			if tail := logTail(log, 30); tail != "" {
 				fmt.Fprintf(progress, "--- last lines of the litefs log (%s) ---\n%s\n---\n", log, tail)
 			}
