@@ -75,13 +75,13 @@ consul:
 # Real S3-compatible server (versitygw, posix backend) for the backup tests:
 # built once from tests/tools/s3 (about 4 min cold), cached in bin/versitygw.
 s3:
-	./scripts/build-s3.sh
+	./scripts/build-tool.sh versitygw
 
 # Litestream v0.5 for the backup interoperability test (litestream restore
 # of a bucket litefs wrote): built once from tests/tools/litestream, cached
 # in bin/litestream.
 litestream:
-	./scripts/build-litestream.sh
+	./scripts/build-tool.sh litestream
 
 test: deps check-go consul s3 litestream
 	@echo "==> gofmt -l"

@@ -8,11 +8,10 @@
 package consultest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/litefs/litefs/internal/testbin"
 	"net"
 	"os"
 	"os/exec"
@@ -25,9 +24,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 )
-
-// modulePath is the first line of the go.mod that marks the repository root.
-const modulePath = "module github.com/litefs/litefs"
 
 // Time limits and sizes used by Agent.
 const (
@@ -53,7 +49,7 @@ type Agent struct {
 	dir   string // holds the ports config and one data dir per run
 	cfg   string // path of the ports config
 	ports []int  // http, serf_lan, serf_wan, server
-	logs  *syncBuffer
+	logs  *testbin.SyncBuffer
 
 	mu   sync.Mutex
 	proc *process // current (or last) agent process
@@ -121,7 +117,7 @@ func Launch(bin, dir, node string) (*Agent, error) {
 		dir:   dir,
 		cfg:   cfg,
 		ports: ports,
-		logs:  &syncBuffer{},
+		logs:  &testbin.SyncBuffer{},
 	}
 	return a, a.run()
 }
@@ -288,56 +284,7 @@ func (a *Agent) kill() error {
 // at the repository root (found from the working directory). A missing
 // binary is an error saying how to build it.
 func FindBinary() (string, error) {
-	how := "run scripts/build-consul.sh or make consul (builds bin/consul from tests/tools, a few minutes once) or set LITEFS_CONSUL to a consul binary"
-	path := os.Getenv("LITEFS_CONSUL")
-	if path == "" {
-		root, err := repoRoot()
-		if err != nil {
-			return "", fmt.Errorf("locate bin/consul: %w; %s", err, how)
-		}
-		path = filepath.Join(root, "bin", "consul")
-	} else if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	info, err := os.Stat(path)
-	if err == nil && (info.IsDir() || info.Mode()&0o111 == 0) {
-		err = errors.New("not an executable file")
-	}
-	if err != nil {
-		return "", fmt.Errorf("consul binary %s: %w: %s", path, err, how)
-	}
-	return path, nil
-}
-
-// repoRoot walks up from the working directory to the directory whose
-// go.mod is the litefs module's (tests run in their package's directory).
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working directory: %w", err)
-	}
-	for dir := wd; ; {
-		if isModuleRoot(filepath.Join(dir, "go.mod")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod starting with %q in %s or above", modulePath, wd)
-		}
-		dir = parent
-	}
-}
-
-// isModuleRoot reports whether the file at path exists and its first line
-// is modulePath.
-func isModuleRoot(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	return s.Scan() && strings.TrimSpace(s.Text()) == modulePath
+	return testbin.Find("LITEFS_CONSUL", "consul", "run make consul (builds bin/consul from tests/tools, a few minutes once)")
 }
 
 // freePorts returns n distinct ports free on 127.0.0.1 for both TCP and UDP
@@ -390,24 +337,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "... (truncated)\n" + s[len(s)-n:]
-}
-
-// syncBuffer is a bytes.Buffer safe for the agent's output goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p to the buffer.
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

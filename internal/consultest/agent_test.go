@@ -3,30 +3,12 @@ package consultest
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
 )
-
-// TestRepoRoot checks that the walk up from the package directory finds the
-// litefs module root, not a nested module such as tests/tools.
-func TestRepoRoot(t *testing.T) {
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd, _ := os.Getwd()
-	if want, _ := filepath.Abs(filepath.Join(wd, "..", "..")); root != want {
-		t.Fatalf("repoRoot = %s, want %s", root, want)
-	}
-	if isModuleRoot(filepath.Join(root, "tests", "tools", "go.mod")) {
-		t.Fatal("tests/tools/go.mod taken for the litefs module")
-	}
-}
 
 // TestStopRestart checks the agent's life cycle: usable after Start,
 // unreachable after Stop, usable again at the same URL after Restart with

@@ -3,20 +3,19 @@
 // port and a temporary directory, and creates a bucket in it.
 //
 // The binary is $LITEFS_S3_SERVER, else bin/versitygw at the repository
-// root (scripts/build-s3.sh builds it). A missing binary fails the test
+// root (make s3 builds it). A missing binary fails the test
 // when CI=true and skips it otherwise.
 package s3test
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/litefs/litefs/internal/testbin"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,20 +49,20 @@ type Server struct {
 	args   []string
 	port   int
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testbin.SyncBuffer
 	exited chan struct{}
 }
 
 // FindBinary returns the versitygw binary: $LITEFS_S3_SERVER or
 // <repo>/bin/versitygw.
 func FindBinary() (string, error) {
-	return findTool("LITEFS_S3_SERVER", "versitygw", "scripts/build-s3.sh (or make s3)")
+	return testbin.Find("LITEFS_S3_SERVER", "versitygw", "make s3")
 }
 
 // FindLitestream returns the Litestream binary: $LITEFS_LITESTREAM or
 // <repo>/bin/litestream.
 func FindLitestream() (string, error) {
-	return findTool("LITEFS_LITESTREAM", "litestream", "scripts/build-litestream.sh (or make litestream)")
+	return testbin.Find("LITEFS_LITESTREAM", "litestream", "make litestream")
 }
 
 // Require returns the named tool's path (found by find) or, when it is
@@ -151,7 +150,7 @@ func Launch(bin, dir, bucket string, files TLS) (*Server, error) {
 	}
 	args = append(args, "posix", "--sidecar", meta, root)
 	s := &Server{Endpoint: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), Bucket: bucket, Dir: root,
-		bin: bin, args: args, port: port, logs: &syncBuffer{}}
+		bin: bin, args: args, port: port, logs: &testbin.SyncBuffer{}}
 	if err := s.run(); err != nil {
 		return s, err
 	}
@@ -243,59 +242,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// findTool returns $env or <repo>/bin/name if it is an executable file.
-func findTool(env, name, how string) (string, error) {
-	p := os.Getenv(env)
-	if p == "" {
-		root, err := repoRoot()
-		if err != nil {
-			return "", fmt.Errorf("locate bin/%s: %w", name, err)
-		}
-		p = filepath.Join(root, "bin", name)
-	}
-	info, err := os.Stat(p)
-	if err == nil && (info.IsDir() || info.Mode()&0o111 == 0) {
-		err = errors.New("not an executable file")
-	}
-	if err != nil {
-		return "", fmt.Errorf("%s binary %s: %w: run %s or set %s", name, p, err, how, env)
-	}
-	return p, nil
-}
-
-// repoRoot walks up from the working directory to the litefs module root.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(b), "module github.com/litefs/litefs\n") {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("no litefs go.mod in %s or above", wd)
-		}
-	}
-}
-
-// syncBuffer is a goroutine-safe output buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -2,7 +2,7 @@
 
 // Package tools pins the Litestream binary the backup interoperability test
 // runs (litestream restore of a bucket litefs wrote). Build it with
-// scripts/build-litestream.sh (go build -o ../../../bin/litestream
+// scripts/build-tool.sh litestream (go build -o ../../../bin/litestream
 // github.com/benbjohnson/litestream/cmd/litestream).
 //
 // This is a separate module so the product's go.mod stays small.

@@ -2,7 +2,7 @@
 
 // Package tools pins the S3-compatible server the backup tests run:
 // versitygw (github.com/versity/versitygw) with its posix backend. Build it
-// with scripts/build-s3.sh (go build -o ../../../bin/versitygw
+// with scripts/build-tool.sh versitygw (go build -o ../../../bin/versitygw
 // github.com/versity/versitygw/cmd/versitygw).
 //
 // This is a separate module so the product's go.mod stays small and the
